@@ -1,0 +1,32 @@
+// Builds the native SIMD kernels (native/) with node-gyp during `npm install`.
+// A failed build is not fatal: flextok then runs on the pure TypeScript backend.
+// `--strict` (npm run build:native) makes a failure an error instead.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const strict = process.argv.includes('--strict');
+const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
+if (!existsSync(path.join(root, 'native', 'binding.gyp'))) {
+  console.log('[flextok] no native/binding.gyp; skipping the native build');
+  process.exit(0);
+}
+const require = createRequire(import.meta.url);
+let gyp;
+try {
+  // npm ships node-gyp; prefer the copy npm runs scripts with.
+  gyp = process.env.npm_config_node_gyp || require.resolve('node-gyp/bin/node-gyp.js');
+} catch {
+  gyp = null;
+}
+const args = gyp ? [gyp, 'rebuild'] : ['rebuild'];
+const cmd = gyp ? process.execPath : 'node-gyp';
+if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) args.push('--nodedir=/usr');
+const r = spawnSync(cmd, args, { cwd: path.join(root, 'native'), stdio: 'inherit' });
+if (r.status !== 0) {
+  const msg = '[flextok] native build failed; the pure TypeScript backend will be used (slow). ' +
+    'Install g++ and Node headers, then run `npm run build:native`.';
+  if (strict) { console.error(msg); process.exit(1); }
+  console.warn(msg);
+}

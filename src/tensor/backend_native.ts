@@ -1,0 +1,5 @@
+// TEMPORARY stub (lead): replaced by the native helper's real loader.
+import type { Kernels } from './kernels.js';
+export function loadNativeKernels(): Kernels | null {
+  return null;
+}
