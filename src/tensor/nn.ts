@@ -332,60 +332,145 @@ export interface Conv2dOptions {
   padding?: number | [number, number, number, number];
 }
 
-/** 2-D convolution: x [N, C, H, W], weight [O, C, kh, kw] (OIHW), bias [O] → [N, O, outH, outW]. */
+/** 2-D convolution: x [N, C, H, W], weight [O, C, kh, kw] (OIHW), bias [O] → [N, O, outH, outW].
+ * Computed as im2col + GEMM over bands of output rows, so the column buffer stays small
+ * (≤ CONV_COLS_BUDGET floats) whatever the image size. */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   floatPair(x, weight, 'conv2d');
   if (x.ndim !== 4 || weight.ndim !== 4) throw new Error(`conv2d: expected x [N, C, H, W] and weight [O, C, kh, kw], got [${x.shape.join(', ')}] and [${weight.shape.join(', ')}]`);
   const [n, c, h, w] = x.shape;
   const [o, cw, kh, kw] = weight.shape;
   if (c !== cw) throw new Error(`conv2d: input has ${c} channels but weight expects ${cw}`);
+  if (bias && bias.size !== o) throw new Error(`conv2d: bias has ${bias.size} elements, expected ${o}`);
   const [sh, sw] = typeof opts.stride === 'number' || opts.stride === undefined ? [opts.stride ?? 1, opts.stride ?? 1] : opts.stride;
   const p = opts.padding ?? 0;
   const [pt, pb, pl, pr] = typeof p === 'number' ? [p, p, p, p] : p;
   const outH = Math.floor((h + pt + pb - kh) / sh) + 1;
   const outW = Math.floor((w + pl + pr - kw) / sw) + 1;
   if (outH <= 0 || outW <= 0) throw new Error(`conv2d: input ${h}×${w} is too small for a ${kh}×${kw} kernel`);
-  const geom: Conv2dGeom = { channels: c, height: h, width: w, kh, kw, strideH: sh, strideW: sw, padTop: pt, padLeft: pl, outH, outW };
   const ckk = c * kh * kw;
   const hw = outH * outW;
+  const chw = c * h * w;
   const is1x1 = kh === 1 && kw === 1 && sh === 1 && sw === 1 && pt === 0 && pl === 0 && pb === 0 && pr === 0;
-  const cols = is1x1 ? null : newLike(x, [ckk, hw]);
-  const out = newLike(x, [n, o, outH, outW]);
   const K = kernels();
-  const colsOf = (img: number): FArr => {
-    if (is1x1) return x.f.subarray(img * c * h * w, (img + 1) * c * h * w);
-    K.im2col(x.f, img * c * h * w, cols!.f, geom);
-    return cols!.f;
+  const bandRows = Math.max(1, Math.min(outH, Math.floor(CONV_COLS_BUDGET / (ckk * outW))));
+  const bands = planConvBands(outH, bandRows, sh, pt, kh, h);
+  const maxInRows = Math.max(...bands.map((b) => b.inEnd - b.inStart));
+  const cols = is1x1 ? null : allocData(x.dtype, ckk * bandRows * outW) as FArr;
+  const band = is1x1 || bands.length === 1 ? null : allocData(x.dtype, c * maxInRows * w) as FArr;
+
+  // With a single band the image is read in place (full geometry); otherwise each band's input
+  // rows are first copied to `band` [c, inRows, w] so the channel stride matches its geometry.
+  const bandGeom = (b: ConvBand): Conv2dGeom => band === null
+    ? { channels: c, height: h, width: w, kh, kw, strideH: sh, strideW: sw, padTop: pt, padLeft: pl, outH, outW }
+    : { channels: c, height: b.inEnd - b.inStart, width: w, kh, kw, strideH: sh, strideW: sw, padTop: b.padTop, padLeft: pl, outH: b.rows, outW };
+  /** im2col of one band of output rows of image img → cols [ckk, rows*outW]. */
+  const bandCols = (img: number, b: ConvBand): FArr => {
+    const geom = bandGeom(b);
+    if (band === null) {
+      K.im2col(x.f, img * chw, cols!, geom);
+    } else {
+      const rowLen = (b.inEnd - b.inStart) * w;
+      for (let ch = 0; ch < c; ch++) band.set(x.f.subarray(img * chw + (ch * h + b.inStart) * w, img * chw + (ch * h + b.inStart) * w + rowLen), ch * rowLen);
+      K.im2col(band, 0, cols!, geom);
+    }
+    return cols!;
   };
+  const gemmArgs = (a: FArr, bArr: FArr, cArr: FArr, m: number, nn: number, k: number, tA: boolean, tB: boolean, lda: number, ldb: number, ldc: number, aOff: number, bOff: number, cOff: number, beta: number) =>
+    ({ transA: tA, transB: tB, m, n: nn, k, alpha: 1, beta, a, aOffset: aOff, lda, strideA: 0, b: bArr, bOffset: bOff, ldb, strideB: 0, c: cArr, cOffset: cOff, ldc, strideC: 0, batch: 1 });
+
+  const out = newLike(x, [n, o, outH, outW]);
   for (let img = 0; img < n; img++) {
-    const oc = out.f.subarray(img * o * hw, (img + 1) * o * hw);
-    if (bias) for (let oo = 0; oo < o; oo++) oc.fill(bias.data[oo], oo * hw, (oo + 1) * hw);
-    gemm(weight.f, colsOf(img), oc, o, hw, ckk, { accumulate: !!bias });
+    const oBase = img * o * hw;
+    if (bias) for (let oo = 0; oo < o; oo++) out.f.fill(bias.data[oo], oBase + oo * hw, oBase + (oo + 1) * hw);
+    if (is1x1) {
+      K.gemm(gemmArgs(weight.f, x.f, out.f, o, hw, c, false, false, c, hw, hw, 0, img * chw, oBase, bias ? 1 : 0));
+      continue;
+    }
+    for (const b of bands) {
+      const cl = bandCols(img, b);
+      const ncols = b.rows * outW;
+      // out[:, r0*outW : +ncols] (+)= W [o, ckk] @ cols [ckk, ncols]
+      K.gemm(gemmArgs(weight.f, cl, out.f, o, ncols, ckk, false, false, ckk, ncols, hw, 0, 0, oBase + b.r0 * outW, bias ? 1 : 0));
+    }
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record(out, 'conv2d', inputs, (g) => {
     const gx = x.requiresGrad ? newLike(x, x.shape) : null;
     const gw = weight.requiresGrad ? newLike(weight, weight.shape) : null;
     const gb = bias && bias.requiresGrad ? newLike(bias, bias.shape) : null;
-    const dcols = gx && !is1x1 ? newLike(x, [ckk, hw]) : null;
+    const dcols = gx && !is1x1 ? allocData(x.dtype, ckk * bandRows * outW) as FArr : null;
+    const dband = gx && band ? allocData(x.dtype, c * maxInRows * w) as FArr : null;
+    let first = true;
     for (let img = 0; img < n; img++) {
-      const gi = g.f.subarray(img * o * hw, (img + 1) * o * hw);
-      if (gw) gemm(gi, colsOf(img), gw.f, o, ckk, hw, { transB: true, accumulate: img > 0 });
-      if (gx) {
-        if (is1x1) gemm(weight.f, gi, gx.f.subarray(img * c * h * w, (img + 1) * c * h * w), ckk, hw, o, { transA: true });
-        else {
-          gemm(weight.f, gi, dcols!.f, ckk, hw, o, { transA: true });
-          K.col2im(dcols!.f, gx.f, img * c * h * w, geom);
-        }
-      }
+      const gBase = img * o * hw;
       if (gb) {
-        const tmp = newLike(bias!, [o]);
-        K.sum(gi, tmp.f, o, hw, 1);
-        for (let oo = 0; oo < o; oo++) gb.f[oo] += tmp.f[oo];
+        const tmp = allocData(x.dtype, o) as FArr;
+        K.sum(g.f.subarray(gBase, gBase + o * hw), tmp, o, hw, 1);
+        for (let oo = 0; oo < o; oo++) gb.f[oo] += tmp[oo];
+      }
+      if (is1x1) {
+        // gW [o, c] += g [o, hw] @ x [c, hw]ᵀ ; gx [c, hw] = Wᵀ @ g
+        if (gw) K.gemm(gemmArgs(g.f, x.f, gw.f, o, c, hw, false, true, hw, hw, c, gBase, img * chw, 0, first ? 0 : 1));
+        if (gx) K.gemm(gemmArgs(weight.f, g.f, gx.f, c, hw, o, true, false, c, hw, hw, 0, gBase, img * chw, 0));
+        first = false;
+        continue;
+      }
+      for (const b of bands) {
+        const ncols = b.rows * outW;
+        const gOff = gBase + b.r0 * outW;
+        if (gw) {
+          const cl = bandCols(img, b);
+          // gW [o, ckk] += g_band [o, ncols] @ cols [ckk, ncols]ᵀ
+          K.gemm(gemmArgs(g.f, cl, gw.f, o, ckk, ncols, false, true, hw, ncols, ckk, gOff, 0, 0, first ? 0 : 1));
+          first = false;
+        }
+        if (gx) {
+          // dcols [ckk, ncols] = Wᵀ @ g_band
+          K.gemm(gemmArgs(weight.f, g.f, dcols!, ckk, ncols, o, true, false, ckk, hw, ncols, 0, gOff, 0, 0));
+          const geom = bandGeom(b);
+          if (dband === null) K.col2im(dcols!, gx.f, img * chw, geom);
+          else {
+            const rowLen = (b.inEnd - b.inStart) * w;
+            dband.fill(0, 0, c * rowLen);
+            K.col2im(dcols!, dband, 0, geom);
+            for (let ch = 0; ch < c; ch++) {
+              const dst = img * chw + (ch * h + b.inStart) * w;
+              for (let i = 0; i < rowLen; i++) gx.f[dst + i] += dband[ch * rowLen + i];
+            }
+          }
+        }
       }
     }
     return bias ? [gx, gw, gb] : [gx, gw];
   });
+}
+
+/** Largest im2col buffer (in elements) conv2d allocates: 4M floats = 16 MB in float32. */
+const CONV_COLS_BUDGET = 1 << 22;
+
+interface ConvBand {
+  /** first output row and number of output rows */
+  r0: number;
+  rows: number;
+  /** input rows [inStart, inEnd) the band reads, clipped to the image */
+  inStart: number;
+  inEnd: number;
+  /** zero rows above inStart that the band's first output row needs */
+  padTop: number;
+}
+
+function planConvBands(outH: number, bandRows: number, sh: number, pt: number, kh: number, h: number): ConvBand[] {
+  const bands: ConvBand[] = [];
+  for (let r0 = 0; r0 < outH; r0 += bandRows) {
+    const rows = Math.min(bandRows, outH - r0);
+    const first = r0 * sh - pt;
+    const last = (r0 + rows - 1) * sh - pt + kh; // exclusive
+    const inStart = Math.max(0, first);
+    const inEnd = Math.max(inStart, Math.min(h, last));
+    bands.push({ r0, rows, inStart, inEnd, padTop: inStart - first });
+  }
+  return bands;
 }
 
 /** Nearest-neighbour ×2 upsampling of x [N, C, H, W] → [N, C, 2H, 2W]. */

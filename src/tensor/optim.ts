@@ -85,8 +85,11 @@ export class AdamW {
 
   setState(st: OptimizerState): void {
     if (st.slots.length !== this.m.length) throw new Error(`optimizer state has ${st.slots.length} parameters, this optimizer has ${this.m.length}`);
+    // Validate everything before changing anything, so a bad state leaves the optimizer intact.
     st.slots.forEach((s, i) => {
       if (s.m.length !== this.m[i].length || s.v.length !== this.v[i].length) throw new Error(`optimizer state for parameter ${i} has the wrong size`);
+    });
+    st.slots.forEach((s, i) => {
       this.m[i].set(s.m);
       this.v[i].set(s.v);
     });
@@ -143,7 +146,10 @@ export class SGD {
   }
 
   setState(st: OptimizerState): void {
-    if (st.slots.length !== this.buf.length) throw new Error('SGD state does not match the parameters');
+    if (st.slots.length !== this.buf.length) throw new Error(`SGD state has ${st.slots.length} parameters, this optimizer has ${this.buf.length}`);
+    st.slots.forEach((s, i) => {
+      if (s.momentum.length !== this.buf[i].length) throw new Error(`SGD state for parameter ${i} has the wrong size`);
+    });
     st.slots.forEach((s, i) => this.buf[i].set(s.momentum));
     this.stepCount = st.step;
   }

@@ -225,7 +225,9 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
   let seed: Tensor;
   if (gradOutput) {
     if (gradOutput.size !== root.size) throw new Error(`backward(): gradient shape [${gradOutput.shape}] does not match [${root.shape}]`);
-    seed = gradOutput;
+    if (gradOutput.dtype === 'int32') throw new Error('backward(): the gradient must be a float tensor');
+    // Kernels need one float type per call: bring the seed to the root's dtype and shape.
+    seed = new Tensor(gradOutput.toDType(root.dtype).data, root.shape);
   } else {
     if (root.size !== 1) throw new Error(`backward() without a gradient needs a scalar, got shape [${root.shape.join(', ')}]`);
     seed = Tensor.full(root.shape, 1, root.dtype);

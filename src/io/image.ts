@@ -1,0 +1,201 @@
+// Image files ↔ tensors (via sharp): loading with the model's preprocessing, saving to PNG/JPEG/WebP, and image grids.
+//
+// Preprocessing (`loadImage`), the same as the FlexTok demo up to the resampling filter:
+//   1. decode the file (any format sharp reads: PNG, JPEG, WebP, GIF, TIFF, AVIF, HEIF, SVG), apply the EXIF
+//      orientation, composite transparency onto white, convert to 8-bit sRGB (grey → RGB);
+//   2. resize so the SHORTER side equals `size` (Lanczos-3, sharp's default), then centre-crop `size × size`;
+//      with `resize: false` the image keeps its size and is only centre-cropped down to a multiple of
+//      `multipleOf` (the model's pixels per token-grid cell);
+//   3. x/255 → [0, 1] → (x − 0.5)/0.5 → [-1, 1], layout [1, 3, H, W] float32.
+// Saving maps [-1, 1] → [0, 255] (values outside are clamped) and rounds to the nearest integer.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { Tensor } from '../tensor/tensor.js';
+
+/** A file that cannot be read as an image, or an image the model cannot take; the message names the file. */
+export class ImageError extends Error {
+  constructor(
+    readonly file: string,
+    problem: string,
+  ) {
+    super(`${file}: ${problem}`);
+    this.name = 'ImageError';
+  }
+}
+
+export interface LoadImageOptions {
+  /** Target side length in pixels (shorter side resized to it, then centre crop). Default 256. */
+  size?: number;
+  /** false: keep the original size (only crop to a multiple of `multipleOf`). Default true. */
+  resize?: boolean;
+  /** The image sides must be multiples of this (VAE downsampling × patch size). Default 16. */
+  multipleOf?: number;
+}
+
+function describeError(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!.trim();
+}
+
+/** Decodes an image file to 8-bit sRGB pixels (HWC, 3 channels), auto-oriented, alpha flattened onto white. */
+async function decodeRgb(file: string, prepare?: (img: sharp.Sharp) => sharp.Sharp): Promise<{ data: Buffer; width: number; height: number }> {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ImageError(file, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not an image' : `cannot read the file (${describeError(err)})`);
+  }
+  if (bytes.length === 0) throw new ImageError(file, 'the file is empty, not an image');
+  try {
+    // failOn 'warning': a truncated or corrupt file is an error instead of a partly grey image.
+    let img = sharp(bytes, { failOn: 'warning', limitInputPixels: 1 << 28 }).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
+    if (prepare) img = prepare(img);
+    const { data, info } = await img.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels === 3) return { data, width: info.width, height: info.height };
+    // Single-channel output (some grey inputs): replicate to RGB.
+    const rgb = Buffer.alloc(info.width * info.height * 3);
+    for (let i = 0; i < info.width * info.height; i++) rgb.fill(data[i * info.channels]!, i * 3, i * 3 + 3);
+    return { data: rgb, width: info.width, height: info.height };
+  } catch (err) {
+    if (err instanceof ImageError) throw err;
+    const msg = describeError(err);
+    const kind = /unsupported image format|Input buffer contains unsupported/i.test(msg)
+      ? 'not an image (or a format this build cannot read)'
+      : /premature|truncat|end of|corrupt|invalid|read error|not enough|incomplete/i.test(msg)
+        ? 'the image is truncated or corrupt'
+        : 'cannot decode the image';
+    throw new ImageError(file, `${kind} (${msg})`);
+  }
+}
+
+/** [1, 3, H, W] float32 in [-1, 1] from interleaved 8-bit RGB. */
+function rgbToTensor(data: Buffer, width: number, height: number): Tensor {
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) out[c * plane + i] = (data[i * 3 + c]! / 255 - 0.5) / 0.5;
+  }
+  return new Tensor(out, [1, 3, height, width]);
+}
+
+/** Loads an image file as a [1, 3, H, W] tensor in [-1, 1] with the preprocessing described above. */
+export async function loadImage(file: string, opts: LoadImageOptions = {}): Promise<Tensor> {
+  const size = opts.size ?? 256;
+  const multipleOf = opts.multipleOf ?? 16;
+  if (!Number.isInteger(size) || size < 1) throw new ImageError(file, `invalid target size ${size}`);
+  if (opts.resize !== false) {
+    if (size % multipleOf !== 0) throw new ImageError(file, `target size ${size} is not a multiple of ${multipleOf}`);
+    const { data, width, height } = await decodeRgb(file, (img) =>
+      img.resize({ width: size, height: size, fit: 'cover', position: 'centre', kernel: 'lanczos3' }),
+    );
+    return rgbToTensor(data, width, height);
+  }
+  const { data, width, height } = await decodeRgb(file);
+  const w = width - (width % multipleOf);
+  const h = height - (height % multipleOf);
+  if (w < multipleOf || h < multipleOf) {
+    throw new ImageError(file, `the image is ${width}×${height} pixels, smaller than one ${multipleOf}×${multipleOf} patch of the model (use a larger image, or let it be resized)`);
+  }
+  if (w === width && h === height) return rgbToTensor(data, width, height);
+  const x0 = Math.floor((width - w) / 2);
+  const y0 = Math.floor((height - h) / 2);
+  const crop = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) data.copy(crop, y * w * 3, ((y0 + y) * width + x0) * 3, ((y0 + y) * width + x0 + w) * 3);
+  return rgbToTensor(crop, w, h);
+}
+
+/** Interleaved 8-bit RGB of one image tensor ([1, 3, H, W] or [3, H, W]), [-1, 1] → [0, 255], clamped. */
+export function tensorToRgb(image: Tensor): { data: Buffer; width: number; height: number } {
+  const shape = image.shape.length === 4 ? image.shape : [1, ...image.shape];
+  if (shape.length !== 4 || shape[0] !== 1 || shape[1] !== 3) {
+    throw new Error(`expected one RGB image tensor [1, 3, H, W] or [3, H, W], got [${image.shape.join(', ')}]`);
+  }
+  const height = shape[2]!;
+  const width = shape[3]!;
+  const plane = width * height;
+  const src = image.f;
+  const data = Buffer.alloc(plane * 3);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = src[c * plane + i]!;
+      const x = Number.isNaN(v) ? 0 : Math.min(1, Math.max(-1, v));
+      data[i * 3 + c] = Math.round((x + 1) * 127.5);
+    }
+  }
+  return { data, width, height };
+}
+
+async function writeRgb(file: string, data: Buffer, width: number, height: number): Promise<void> {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const ext = path.extname(file).toLowerCase();
+  let img = sharp(data, { raw: { width, height, channels: 3 } });
+  if (ext === '.jpg' || ext === '.jpeg') img = img.jpeg({ quality: 95 });
+  else if (ext === '.webp') img = img.webp({ lossless: true });
+  else if (ext === '.png' || ext === '') img = img.png();
+  else throw new ImageError(file, `cannot write '${ext}' images; use .png, .jpg or .webp`);
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    await img.toFile(tmp);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err instanceof ImageError ? err : new ImageError(file, `cannot write the image (${describeError(err)})`);
+  }
+}
+
+/** Saves one image tensor ([1, 3, H, W] or [3, H, W] in [-1, 1]) as PNG (or JPEG / WebP by extension). */
+export async function saveImage(image: Tensor, file: string): Promise<void> {
+  const { data, width, height } = tensorToRgb(image);
+  await writeRgb(file, data, width, height);
+}
+
+export interface GridOptions {
+  /** Pixels between cells and around the border. Default 2. */
+  gap?: number;
+  /** Gap colour as 8-bit RGB. Default white. */
+  background?: [number, number, number];
+}
+
+/**
+ * Saves a grid of images: `rows[r][c]` is the image of row r, column c (null leaves a cell empty). Cells are
+ * as large as the largest image of their column / row; smaller images are centred.
+ */
+export async function saveGrid(rows: Array<Array<Tensor | null>>, file: string, opts: GridOptions = {}): Promise<void> {
+  const gap = opts.gap ?? 2;
+  const bg = opts.background ?? [255, 255, 255];
+  const nCols = Math.max(0, ...rows.map((r) => r.length));
+  if (rows.length === 0 || nCols === 0) throw new Error('saveGrid: no images');
+  const colW = new Array<number>(nCols).fill(0);
+  const rowH = new Array<number>(rows.length).fill(0);
+  const cells = rows.map((row, r) =>
+    row.map((img, c) => {
+      if (img === null) return null;
+      const rgb = tensorToRgb(img);
+      colW[c] = Math.max(colW[c]!, rgb.width);
+      rowH[r] = Math.max(rowH[r]!, rgb.height);
+      return rgb;
+    }),
+  );
+  const width = gap + colW.reduce((a, w) => a + w + gap, 0);
+  const height = gap + rowH.reduce((a, h) => a + h + gap, 0);
+  const out = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < width * height; i++) out.set(bg, i * 3);
+  let y = gap;
+  cells.forEach((row, r) => {
+    let x = gap;
+    row.forEach((cell, c) => {
+      if (cell !== null) {
+        const ox = x + Math.floor((colW[c]! - cell.width) / 2);
+        const oy = y + Math.floor((rowH[r]! - cell.height) / 2);
+        for (let yy = 0; yy < cell.height; yy++) {
+          cell.data.copy(out, ((oy + yy) * width + ox) * 3, yy * cell.width * 3, (yy + 1) * cell.width * 3);
+        }
+      }
+      x += colW[c]! + gap;
+    });
+    y += rowH[r]! + gap;
+  });
+  await writeRgb(file, out, width, height);
+}

@@ -1,0 +1,160 @@
+// Tests of the autograd tape (src/tensor/tensor.ts): accumulation, shared inputs, noGrad, detach,
+// customOp, error messages, and that the gradient checker itself catches a wrong gradient.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../src/tensor/index.js';
+import { customOp, isGradEnabled, noGrad, Rng, Tensor } from '../src/tensor/index.js';
+import { gradcheck, rand64 } from './helpers/gradcheck.js';
+
+const rng = new Rng(99);
+
+test('gradients accumulate across two backward calls until cleared', () => {
+  const x = Tensor.from([1, 2, 3], [3], 'float64').requireGrad();
+  T.sum(T.mul(x, 2)).backward();
+  assert.deepEqual(x.grad!.toArray(), [2, 2, 2]);
+  T.sum(T.square(x)).backward();
+  assert.deepEqual(x.grad!.toArray(), [4, 6, 8]);
+  T.zeroGrad([x]);
+  assert.equal(x.grad, null);
+  T.sum(x).backward();
+  assert.deepEqual(x.grad!.toArray(), [1, 1, 1]);
+});
+
+test('a tensor used twice (and a diamond graph) sums its gradient contributions', () => {
+  const x = Tensor.from([1.5, -2], [2], 'float64').requireGrad();
+  T.sum(T.mul(x, x)).backward();
+  assert.deepEqual(x.grad!.toArray(), [3, -4]);
+  // diamond: y = exp(x); z = y * sin(y) + y → dz/dx = y (sin y + y cos y + 1)
+  const a = Tensor.from([0.3, -0.7], [2], 'float64').requireGrad();
+  const y = T.exp(a);
+  T.sum(T.add(T.mul(y, T.sin(y)), y)).backward();
+  const expected = a.toArray().map((v) => {
+    const e = Math.exp(v);
+    return e * (Math.sin(e) + e * Math.cos(e) + 1);
+  });
+  a.grad!.toArray().forEach((g, i) => assert.ok(Math.abs(g - expected[i]) < 1e-14, `${g} vs ${expected[i]}`));
+  // the same tensor twice in one op's input list (concat) and through broadcasting
+  const b = Tensor.from([1, 2], [2], 'float64').requireGrad();
+  T.sum(T.mul(T.concat([b, b, b], 0), Tensor.from([1, 1, 2, 2, 3, 3], [6], 'float64'))).backward();
+  assert.deepEqual(b.grad!.toArray(), [6, 6]);
+  gradcheck((t) => T.add(T.mul(t, T.exp(t)), T.sum(t, 0, true)), [rand64([3, 2], rng)], { label: 'shared inputs' });
+});
+
+test('only leaves keep .grad; inputs that do not require grad get none', () => {
+  const w = Tensor.from([2], [1], 'float64').requireGrad();
+  const c = Tensor.from([5], [1], 'float64');
+  const h = T.mul(w, c);
+  assert.equal(h.requiresGrad, true);
+  assert.equal(h.node!.name, 'mul');
+  T.sum(T.square(h)).backward();
+  assert.deepEqual(w.grad!.toArray(), [100]);
+  assert.equal(c.grad, null);
+  assert.equal(h.grad, null);
+  // ops on tensors that do not require grad record nothing
+  const plain = T.mul(c, c);
+  assert.equal(plain.requiresGrad, false);
+  assert.equal(plain.node, null);
+});
+
+test('noGrad: nothing is recorded inside, recording resumes after (also after a throw)', () => {
+  const x = Tensor.from([1, 2], [2], 'float32').requireGrad();
+  assert.equal(isGradEnabled(), true);
+  const y = noGrad(() => {
+    assert.equal(isGradEnabled(), false);
+    const inner = noGrad(() => T.exp(x)); // nesting
+    assert.equal(isGradEnabled(), false);
+    return T.mul(inner, x);
+  });
+  assert.equal(y.requiresGrad, false);
+  assert.equal(y.node, null);
+  assert.equal(isGradEnabled(), true);
+  assert.throws(() => noGrad(() => { throw new Error('boom'); }), /boom/);
+  assert.equal(isGradEnabled(), true);
+  assert.equal(T.exp(x).requiresGrad, true);
+  assert.throws(() => T.sum(y).backward(), /does not require grad/);
+});
+
+test('detach shares data and stops the gradient', () => {
+  const x = Tensor.from([1, 2, 3], [3], 'float64').requireGrad();
+  const d = T.mul(x, 3).detach();
+  assert.equal(d.requiresGrad, false);
+  assert.equal(d.node, null);
+  const xd = x.detach();
+  assert.equal(xd.data, x.data, 'detach shares the buffer');
+  // gradient flows through the non-detached path only: d/dx [x * detach(x)] = detach(x)
+  T.sum(T.mul(x, xd)).backward();
+  assert.deepEqual(x.grad!.toArray(), [1, 2, 3]);
+  const c = x.clone();
+  assert.notEqual(c.data, x.data);
+  assert.equal(c.requiresGrad, false);
+});
+
+test('customOp: forward unrecorded, hand-written backward, null gradients for some inputs', () => {
+  const a = Tensor.from([1, 2, 3], [3], 'float64').requireGrad();
+  const b = Tensor.from([4, 5, 6], [3], 'float64').requireGrad();
+  let forwardRecorded: boolean | null = null;
+  let seen: number[] = [];
+  // f(a, b) = a² b with the gradient deliberately sent to a only
+  const out = customOp('a2b', [a, b], () => {
+    const r = T.mul(T.square(a), b);
+    forwardRecorded = r.requiresGrad;
+    return r;
+  }, (g) => {
+    seen = g.toArray();
+    assert.equal(isGradEnabled(), false, 'backward runs with recording off');
+    return [T.mul(g, T.mul(T.mul(a, b), 2)), null];
+  });
+  assert.equal(forwardRecorded, false);
+  assert.equal(out.requiresGrad, true);
+  assert.equal(out.node!.name, 'a2b');
+  assert.deepEqual(out.toArray(), [4, 20, 54]);
+  out.backward(Tensor.from([1, 10, 100], [3], 'float64'));
+  assert.deepEqual(seen, [1, 10, 100]);
+  assert.deepEqual(a.grad!.toArray(), [8, 200, 3600]);
+  assert.equal(b.grad, null);
+  // no input requires grad → nothing recorded
+  const c = customOp('id', [Tensor.from([1], [1], 'float64')], () => Tensor.from([1], [1], 'float64'), (g) => [g]);
+  assert.equal(c.requiresGrad, false);
+  // a correct customOp passes gradcheck
+  gradcheck((t) => customOp('cube', [t], () => T.mul(T.square(t), t), (g) => [T.mul(g, T.mul(T.square(t), 3))]), [rand64([4], rng)], { label: 'cube' });
+});
+
+test('the gradient checker rejects a wrong gradient', () => {
+  const wrong = (t: Tensor) => customOp('badCube', [t], () => T.mul(T.square(t), t), (g) => [T.mul(g, T.mul(T.square(t), 2.999))]);
+  assert.throws(() => gradcheck(wrong, [rand64([4], rng, 0.5, 1)], { label: 'badCube' }), /finite difference/);
+});
+
+test('errors: backward on a non-scalar without a gradient, on a tensor not requiring grad, bad seeds', () => {
+  const x = Tensor.from([1, 2], [2], 'float32').requireGrad();
+  const y = T.mul(x, 2);
+  assert.throws(() => y.backward(), /needs a scalar/);
+  assert.throws(() => Tensor.from([1, 2], [2]).backward(), /does not require grad/);
+  assert.throws(() => T.sum(Tensor.from([1, 2], [2])).backward(), /does not require grad/);
+  assert.throws(() => y.backward(Tensor.ones([3])), /does not match/);
+  // a seed of another float dtype is converted
+  y.backward(Tensor.from([1, 1], [2], 'float64'));
+  assert.equal(x.grad!.dtype, 'float32');
+  assert.deepEqual(x.grad!.toArray(), [2, 2]);
+  assert.throws(() => Tensor.from([1], [1], 'int32').requireGrad(), /int32/);
+  assert.throws(() => new Tensor(new Float32Array(3), [2, 2]), /needs 4/);
+  assert.throws(() => new Tensor(new Float32Array(0), [0, -1]), /invalid shape/);
+});
+
+test('backward through a long chain does not overflow the stack', () => {
+  const x = Tensor.from([1], [1], 'float64').requireGrad();
+  let y = x;
+  for (let i = 0; i < 20000; i++) y = T.add(y, 1e-3);
+  T.sum(y).backward();
+  assert.deepEqual(x.grad!.toArray(), [1]);
+});
+
+test('backward with float32 leaves: gradient dtype and shape follow the leaf', () => {
+  const w = T.reshape(Tensor.from([1, 2, 3, 4, 5, 6], [6]), [2, 3]);
+  w.requireGrad();
+  const loss = T.mean(T.square(T.matmul(w, Tensor.ones([3, 1]))));
+  loss.backward();
+  assert.equal(w.grad!.dtype, 'float32');
+  assert.deepEqual(w.grad!.shape, [2, 3]);
+  // d/dw mean((w·1)²) = (w·1) for each column (mean over 2 rows: 2·s/2)
+  assert.deepEqual(w.grad!.toArray(), [6, 6, 6, 15, 15, 15]);
+});
