@@ -158,3 +158,47 @@ test('backward with float32 leaves: gradient dtype and shape follow the leaf', (
   // d/dw mean((w·1)²) = (w·1) for each column (mean over 2 rows: 2·s/2)
   assert.deepEqual(w.grad!.toArray(), [6, 6, 6, 15, 15, 15]);
 });
+
+test('module: namedTensors follows object paths; parameters lists trainable tensors; zeroGrad clears', () => {
+  const w = Tensor.zeros([2, 2]).requireGrad();
+  const frozen = Tensor.zeros([2]);
+  const model = { blocks: [{ attn: { weight: w } }, { norm: frozen }], head: { bias: Tensor.zeros([3]).requireGrad() }, _cache: Tensor.zeros([1]).requireGrad() };
+  assert.deepEqual(T.namedTensors(model).map(([n]) => n), ['blocks.0.attn.weight', 'blocks.1.norm', 'head.bias']);
+  assert.deepEqual(T.namedTensors({ a: w }, 'enc').map(([n]) => n), ['enc.a']);
+  const ps = T.parameters(model);
+  assert.equal(ps.length, 2);
+  assert.equal(ps[0], w);
+  T.sum(T.mul(w, 2)).backward();
+  assert.ok(w.grad);
+  T.zeroGrad(ps);
+  assert.equal(w.grad, null);
+  // shared tensors and cycles are visited once
+  const shared: { a: Tensor; b?: unknown; self?: unknown } = { a: w };
+  shared.self = shared;
+  assert.deepEqual(T.namedTensors({ x: shared, y: shared }).map(([n]) => n), ['x.a']);
+  // a tensor tied in two places keeps both names but is one parameter
+  const tied = { tok: w, head: { weight: w } };
+  assert.deepEqual(T.namedTensors(tied).map(([n]) => n), ['tok', 'head.weight']);
+  assert.deepEqual(T.parameters(tied), [w]);
+});
+
+test('Tensor basics: constructors, dtype conversion, accessors', () => {
+  const t = Tensor.from([1.5, -2.5, 3], [3, 1], 'float64');
+  assert.equal(t.dtype, 'float64');
+  assert.deepEqual(t.shape, [3, 1]);
+  assert.equal(t.ndim, 2);
+  assert.equal(t.dim(-2), 3);
+  assert.throws(() => t.dim(2), /out of range/);
+  assert.deepEqual(t.toDType('int32').toArray(), [1, -2, 3]);
+  assert.equal(t.toDType('float64'), t);
+  assert.deepEqual(Tensor.arange(4).toArray(), [0, 1, 2, 3]);
+  assert.equal(Tensor.arange(2).dtype, 'int32');
+  assert.deepEqual(Tensor.full([2], 7, 'float32').toArray(), [7, 7]);
+  assert.equal(Tensor.scalar(3).item(), 3);
+  assert.deepEqual(Tensor.scalar(3).shape, []);
+  assert.throws(() => t.item(), /one element/);
+  assert.throws(() => Tensor.arange(2).f, /int32/);
+  assert.throws(() => t.i, /int32/);
+  assert.throws(() => { (t.shape as number[])[0] = 5; }, TypeError);
+  assert.match(t.toString(), /Tensor\(float64, \[3, 1\]/);
+});

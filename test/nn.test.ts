@@ -87,6 +87,33 @@ test('linear with and without bias, 2-D and 3-D input', () => {
   assert.throws(() => T.linear(rand64([2, 3], rng), w), /features/);
 });
 
+/** Round a float32 value to bfloat16 (nearest, ties to even), independently of the engine. */
+function bf16(v: number): number {
+  const f = new Float32Array([v]);
+  const u = new Uint32Array(f.buffer);
+  u[0] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) & 0xffff0000;
+  return f[0];
+}
+
+test('linear with bf16 operands: forward equals float64 math on bf16-rounded inputs; gradients are full precision', () => {
+  const x = Tensor.rand([6, 16], rng, 'float32', -1, 1).requireGrad();
+  const w = Tensor.rand([5, 16], rng, 'float32', -1, 1).requireGrad();
+  const b = Tensor.rand([5], rng, 'float32', -1, 1);
+  const y = T.linear(x, w, b, { bf16: true });
+  const expected = new Float64Array(30);
+  for (let r = 0; r < 6; r++) for (let o = 0; o < 5; o++) {
+    let s = b.data[o];
+    for (let i = 0; i < 16; i++) s += bf16(x.data[r * 16 + i]) * bf16(w.data[o * 16 + i]);
+    expected[r * 5 + o] = s;
+  }
+  assertClose(y.data, expected, { rtol: 1e-5 }, 'bf16 linear');
+  y.backward(Tensor.ones(y.shape));
+  const full = [x, w].map((t) => t.detach().requireGrad());
+  T.linear(full[0], full[1], b).backward(Tensor.ones(y.shape));
+  assert.deepEqual(x.grad!.toArray(), full[0].grad!.toArray());
+  assert.deepEqual(w.grad!.toArray(), full[1].grad!.toArray());
+});
+
 // ---------------------------------------------------------------------------------------------
 // softmax and losses
 
@@ -416,6 +443,30 @@ test('conv2d: stride 1 and 2, symmetric and asymmetric padding, 1×1, with and w
   }
   assert.deepEqual(T.conv2d(rand64([1, 2, 6, 6], rng), rand64([2, 2, 3, 3], rng), null, { stride: 2, padding: [0, 1, 0, 1] }).shape, [1, 2, 3, 3]);
   assert.throws(() => T.conv2d(rand64([1, 2, 4, 4], rng), rand64([2, 3, 3, 3], rng)), /channels/);
+});
+
+test('conv2d in several bands of output rows (small colsBudget) equals the direct convolution', () => {
+  const cases: { x: number[]; w: number[]; stride: [number, number]; pad: [number, number, number, number] }[] = [
+    { x: [2, 2, 7, 5], w: [3, 2, 3, 3], stride: [1, 1], pad: [1, 1, 1, 1] },
+    { x: [1, 2, 8, 6], w: [2, 2, 3, 3], stride: [2, 2], pad: [0, 1, 0, 1] },
+    { x: [1, 3, 6, 5], w: [2, 3, 3, 2], stride: [2, 1], pad: [2, 1, 1, 0] },
+    // bottom padding as tall as the kernel: the last band reads only padding
+    { x: [1, 2, 4, 4], w: [2, 2, 3, 3], stride: [1, 1], pad: [0, 3, 1, 1] },
+  ];
+  for (const cs of cases) {
+    const [, c, , w] = cs.x;
+    const [, , kh, kw] = cs.w;
+    const outW = Math.floor((w + cs.pad[2] + cs.pad[3] - kw) / cs.stride[1]) + 1;
+    const ckk = c * kh * kw;
+    const x = rand64(cs.x, rng), wt = rand64(cs.w, rng), b = rand64([cs.w[0]], rng);
+    for (const bandRows of [1, 2, 3]) {
+      const opts = { stride: cs.stride, padding: cs.pad, colsBudget: bandRows * ckk * outW };
+      checkOp({
+        label: `conv2d x[${cs.x}] w[${cs.w}] stride ${cs.stride} pad ${cs.pad} in bands of ${bandRows} rows`,
+        inputs: [x, wt, b], fn: (xx, ww, bb) => T.conv2d(xx, ww, bb, opts), ref: conv2dRef(cs.x, cs.w, cs.stride, cs.pad, true),
+      });
+    }
+  }
 });
 
 test('upsampleNearest2x', () => {

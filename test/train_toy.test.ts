@@ -67,12 +67,13 @@ function batch(rng: Rng, b: number): { ids: Tensor; targets: Tensor } {
 }
 
 test(`toy transformer learns to reverse a sequence with AdamW (cross-entropy < 0.05) on backend ${T.backendName()}`, () => {
-  const rng = new Rng(1234);
+  const rng = new Rng(Number(process.env.FLEXTOK_TOY_SEED ?? 1234));
   const model = initModel(rng);
   const params = parameters(model);
   assert.equal(params.length, 2 + 2 * 10 + 3);
   const opt = new AdamW(params, { lr: 1e-2, betas: [0.9, 0.98], weightDecay: 0.01 });
-  const steps = 400;
+  const steps = 300;
+  const t0 = Date.now();
   let loss = Infinity;
   const losses: number[] = [];
   for (let step = 0; step < steps; step++) {
@@ -85,9 +86,11 @@ test(`toy transformer learns to reverse a sequence with AdamW (cross-entropy < 0
     opt.step();
     loss = l.item();
     losses.push(loss);
-    if (step > 50 && losses.slice(-5).every((v) => v < 0.02)) break;
+    // stop once the recent training losses are all well below the target
+    if (losses.length >= 10 && losses.slice(-10).every((v) => v < 0.01)) break;
   }
   assert.ok(Number.isFinite(loss));
+  if (process.env.FLEXTOK_TOY_VERBOSE) console.log(`${losses.length} steps in ${Date.now() - t0} ms; last loss ${loss}`);
   // evaluate on fresh sequences: loss and exact-match accuracy of greedy predictions
   const { ids, targets } = batch(new Rng(99), 64);
   const logits = T.noGrad(() => forward(model, ids));

@@ -602,7 +602,7 @@ const DECODER_MODULES = [
 /** The module_dict of a SequentialModuleDictWrapper as named nodes, in order. */
 function moduleDict(node: ConfigNode): Map<string, ConfigNode> {
   node.expectTarget(T.sequential);
-  const dict = node.child('module_dict');
+  const dict: ConfigNode = node.child('module_dict');
   node.done();
   const out = new Map<string, ConfigNode>();
   for (const [k, v] of dict.map) {

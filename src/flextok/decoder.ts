@@ -4,8 +4,7 @@
 // conditioned on the timestep embedding (separate modulation for patches and registers); head
 // LN + AdaLN + Linear on the patches, unpatchified to the velocity ε − x0.
 
-import { add, concat, expandTo, mul, reshape, silu, slice } from '../tensor/ops.js';
-import { indexSelect } from '../tensor/ops.js';
+import { add, concat, expandTo, indexSelect, mul, reshape, silu, slice } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
 import { asGrid, patchGrid, patchify, unpatchify, unpatchifyChannelsLast } from './encoder.js';
 import { buildSincos2dTable, cropGridRows, registerPosembRows, tableToRows, timestepFeatures } from './posemb.js';

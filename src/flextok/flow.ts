@@ -188,7 +188,7 @@ export function adaptiveProjectedGuidance(
   const eta = opts.eta ?? 0;
   const r = opts.normThreshold ?? 2.5;
   const n = vCond.length;
-  let diff = new Float32Array(n);
+  let diff: Float32Array = new Float32Array(n);
   for (let i = 0; i < n; i++) diff[i] = vCond[i] - vUncond[i];
   if (buffer) diff = buffer.update(diff);
   if (r > 0) {
@@ -220,13 +220,13 @@ export function adaptiveProjectedGuidance(
 // ---------------------------------------------------------------------------------------------
 // Euler sampler
 
-export interface DetokenizeOptions extends Omit<SamplerConfig, 'guidanceScale'> {
-  guidanceScale: number | ((t: number) => number);
+export interface DetokenizeOptions extends SamplerConfig {
   /** x at t = 1, one [1, C, H, W] per sequence */
   initNoise: Tensor[];
   /** called after each Euler step with the 1-based step number and T */
   onStep?: (step: number, total: number) => void;
-  /** names: detok.step{s}.t / .x.{b} / .v_cond.{b} / .v_uncond.{b}, detok.out (and the decoder's dec.* names are not traced) */
+  /** receives detok.step{s}.t, detok.step{s}.x.{b}, .v_cond.{b}, .v_uncond.{b} and detok.out
+   * (s = 0 is t = 1; the decoder's own intermediates are not traced) */
   trace?: Trace;
 }
 
@@ -282,9 +282,4 @@ export function detokenizeLatents(decoder: FlowDecoder, codes: Tensor[], keepK: 
     }
     return xs;
   });
-}
-
-/** Convenience: a sampler config's settings for detokenizeLatents. */
-export function samplerOptions(cfg: SamplerConfig): Omit<DetokenizeOptions, 'initNoise'> {
-  return { ...cfg };
 }

@@ -59,8 +59,14 @@ export class FSQ {
   /** Quantise z [..., d]: codes (same shape, values in [-1, 1], straight-through gradient to z)
    * and their ids (one per code vector, row-major over the leading dims). */
   quantize(z: Tensor): { codes: Tensor; ids: Int32Array } {
-    const codes = div(roundSTE(this.bound(z)), this.halfWidthT);
+    const codes = this.quantizeBounded(this.bound(z));
     return { codes, ids: this.codesToIds(codes) };
+  }
+
+  /** round(b) / floor(L/2) of bounded values b [..., d]: round half to even, straight-through gradient. */
+  quantizeBounded(bounded: Tensor): Tensor {
+    this.checkWidth(bounded, 'quantizeBounded');
+    return div(roundSTE(bounded), this.halfWidthT);
   }
 
   /** Ids of quantised codes [..., d] (values must be exact FSQ codes). */

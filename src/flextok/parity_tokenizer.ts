@@ -15,8 +15,8 @@ import { buildSincos2dTable } from './posemb.js';
 import type { DecoderConfig, EncoderConfig, MaskMode } from './tokenizer_config.js';
 import { WeightMap, type Trace } from './weights.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Json = any;
+/** Parsed config.json (schema flextok-golden/1), read field by field. */
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const ENCODER_PREFIX = 'encoder.module_dict.';
 const DECODER_PREFIX = 'decoder.module_dict.';

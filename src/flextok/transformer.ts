@@ -52,7 +52,6 @@ export class SequenceLayout {
   readonly attnLength: number;
   /** mask for the attention call ([L·L] shared or [N·N] packed); null = everything allowed */
   readonly attnMask: Uint8Array | null;
-  /** per token: index of its (sample, sub-sequence) modulation row = sample·E + min(sub, E−1) */
   private readonly segmentCache = new Map<number, Tensor>();
 
   constructor(samples: readonly (readonly number[])[], readonly mode: MaskMode) {

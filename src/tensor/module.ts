@@ -25,9 +25,10 @@ export function namedTensors(root: object, prefix = ''): [string, Tensor][] {
   return out;
 }
 
-/** The trainable tensors (requiresGrad) of an object tree. */
+/** The trainable tensors (requiresGrad) of an object tree, each once even if shared (tied weights),
+ * so an optimizer never updates one tensor twice per step. */
 export function parameters(root: object): Tensor[] {
-  return namedTensors(root).map(([, t]) => t).filter((t) => t.requiresGrad);
+  return [...new Set(namedTensors(root).map(([, t]) => t))].filter((t) => t.requiresGrad);
 }
 
 export function zeroGrad(params: Iterable<Tensor>): void {

@@ -330,6 +330,9 @@ export interface Conv2dOptions {
   stride?: number | [number, number];
   /** symmetric padding, or [top, bottom, left, right] */
   padding?: number | [number, number, number, number];
+  /** largest im2col buffer in elements (default CONV_COLS_BUDGET); smaller values split the
+   * output rows into more bands (tests use it to exercise the banded path on small images) */
+  colsBudget?: number;
 }
 
 /** 2-D convolution: x [N, C, H, W], weight [O, C, kh, kw] (OIHW), bias [O] → [N, O, outH, outW].
@@ -353,7 +356,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const chw = c * h * w;
   const is1x1 = kh === 1 && kw === 1 && sh === 1 && sw === 1 && pt === 0 && pl === 0 && pb === 0 && pr === 0;
   const K = kernels();
-  const bandRows = Math.max(1, Math.min(outH, Math.floor(CONV_COLS_BUDGET / (ckk * outW))));
+  const bandRows = Math.max(1, Math.min(outH, Math.floor((opts.colsBudget ?? CONV_COLS_BUDGET) / (ckk * outW))));
   const bands = planConvBands(outH, bandRows, sh, pt, kh, h);
   const maxInRows = Math.max(...bands.map((b) => b.inEnd - b.inStart));
   const cols = is1x1 ? null : allocData(x.dtype, ckk * bandRows * outW) as FArr;

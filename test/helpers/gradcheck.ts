@@ -180,6 +180,13 @@ export function checkOp(c: OpCheck): void {
   if (c.differentiable === false) return;
   const wrt = c.wrt ?? in64.map((_, i) => i);
   const { grads, weights } = gradcheck(c.fn, in64, { h: c.h, rtol: c.gradRtol, wrt, label: c.label });
+  if (wrt.length > 1) {
+    // the same gradients when only one input requires grad (exercises the ops' "input needs no gradient" branches)
+    wrt.forEach((inputIdx, k) => {
+      const [alone] = analyticGrads(c.fn, in64, [inputIdx], weights);
+      assertClose(alone, grads[k], { rtol: 1e-12 }, `${c.label}: gradient of input ${inputIdx} when it alone requires grad`);
+    });
+  }
   const g32 = analyticGrads(c.fn, in32, wrt, weights);
   wrt.forEach((inputIdx, k) => {
     assertClose(g32[k], grads[k], { rtol: c.grad32Rtol ?? 1e-4 }, `${c.label}: float32 gradient of input ${inputIdx} vs float64`);
