@@ -14,6 +14,7 @@ import {
   readCheckpointConfig,
 } from '../src/flextok/checkpoint.js';
 import { FlexTok } from '../src/flextok/model.js';
+import { findTokenizerPreset, findVaePreset, presetMismatches, resolveModelPath, TOKENIZER_PRESETS, VAE_PRESETS } from '../src/flextok/presets.js';
 import { WeightLoadError } from '../src/flextok/weights.js';
 import { readSafetensors, writeSafetensors, type TensorData } from '../src/io/safetensors.js';
 import { float32ToFloat16 } from '../src/tensor/half.js';
@@ -183,5 +184,39 @@ describe('checkpoint loading', { skip }, () => {
     });
     const model = FlexTok.load(file, { hubDir: path.join(E2E, 'hub') });
     assert.equal(model.numTokens, 8);
+  });
+});
+
+describe('presets', () => {
+  it('lists the released tokenizers and VAEs and resolves names to the cache', () => {
+    assert.deepEqual(
+      TOKENIZER_PRESETS.map((p) => p.repo),
+      ['EPFL-VILAB/flextok_d12_d12_in1k', 'EPFL-VILAB/flextok_d18_d18_in1k', 'EPFL-VILAB/flextok_d18_d28_in1k', 'EPFL-VILAB/flextok_d18_d28_dfn'],
+    );
+    assert.deepEqual(VAE_PRESETS.map((p) => [p.repo, p.latentChannels]), [
+      ['EPFL-VILAB/flextok_vae_c4', 4],
+      ['EPFL-VILAB/flextok_vae_c8', 8],
+      ['EPFL-VILAB/flextok_vae_c16', 16],
+    ]);
+    const p = findTokenizerPreset('d18_d28_dfn')!;
+    assert.equal(findTokenizerPreset('EPFL-VILAB/flextok_d18_d28_dfn'), p);
+    assert.deepEqual([p.encoderDim, p.decoderDim, p.registers], [1152, 1792, 256]);
+    assert.equal(findVaePreset('vae_c16')?.repo, 'EPFL-VILAB/flextok_vae_c16');
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-presets-'));
+    try {
+      assert.throws(() => resolveModelPath('d18_d28_dfn', cache), /not downloaded .*flextok pull EPFL-VILAB\/flextok_d18_d28_dfn/);
+      const dir = path.join(cache, 'EPFL-VILAB', 'flextok_d18_d28_dfn');
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'model.safetensors'), '');
+      assert.equal(resolveModelPath('d18_d28_dfn', cache), path.join(dir, 'model.safetensors'));
+      assert.throws(() => resolveModelPath('nonsense', cache), /neither a file or folder nor a known model/);
+      assert.throws(() => resolveModelPath('./missing.safetensors', cache), /no such file or folder/);
+    } finally {
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
+    if (!skip) {
+      const cfg = readCheckpointConfig(path.join(E2E, 'model.safetensors'));
+      assert.ok(presetMismatches(p, cfg).some((m) => m.startsWith('encoder width is 64, expected 1152')));
+    }
   });
 });

@@ -450,8 +450,8 @@ void packA_4(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64
 struct Families {
   KernelSet avx512, avx512bf16, avx512emu, avx2, avx2emu, scalar, scalaremu;
   Families() {
-    int64_t mc = env_int("FLEXTOK_GEMM_MC", 168), nc = env_int("FLEXTOK_GEMM_NC", 1536),
-            kc = env_int("FLEXTOK_GEMM_KC", 256);
+    int64_t mc = env_int("FLEXTOK_GEMM_MC", 336), nc = env_int("FLEXTOK_GEMM_NC", 1536),
+            kc = env_int("FLEXTOK_GEMM_KC", 384);
 #if FT_X86
     avx512 = KernelSet{14, 32, {}, false, false, packA_avx512, packB_avx512, {mc / 14 * 14, nc / 32 * 32, kc}};
     fill_table<Avx512F32>(avx512.ukr, std::make_integer_sequence<int, 14>{});

@@ -218,7 +218,8 @@ class ThreadPool {
   void start(int n) {
     nthreads_ = n;
     stopping_.store(false);
-    for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { worker_loop(i); });
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int i = 1; i < n; i++) workers_.emplace_back([this, i, gen] { worker_loop(i, gen); });
   }
 
   void stop() {
@@ -233,9 +234,8 @@ class ThreadPool {
     nthreads_ = 1;
   }
 
-  void worker_loop(int index) {
+  void worker_loop(int index, uint64_t seen) {
     t_in_pool_task = true;
-    uint64_t seen = generation_.load(std::memory_order_acquire);
     for (;;) {
       // spin briefly, then sleep on the condition variable
       uint64_t g = generation_.load(std::memory_order_acquire);
@@ -253,7 +253,7 @@ class ThreadPool {
       if (g == seen) {
         std::unique_lock<std::mutex> lk(mu_);
         sleepers_.fetch_add(1, std::memory_order_acq_rel);
-        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen || stopping_.load(); });
         sleepers_.fetch_sub(1, std::memory_order_acq_rel);
         g = generation_.load(std::memory_order_acquire);
       }

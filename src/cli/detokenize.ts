@@ -31,11 +31,17 @@ export async function runDetokenize(args: ParsedArgs, log: (line: string) => voi
   const k = args.has('k') ? args.num('k', 1, { integer: true, min: 1 }) : undefined;
   const size = args.has('size') ? args.num('size', 0, { integer: true, min: 1 }) : null;
   const imageSize = seqs.map((s) => (size !== null ? ([size, size] as [number, number]) : (s.size ?? model.imageSize)));
-  const progress = denoiseProgress('denoising');
-  const images = model.decodeImages(
-    seqs.map((s) => s.tokens),
-    { k, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed, imageSize, onStep: progress.onStep },
-  );
+  const progress = denoiseProgress('denoising', sampler.steps);
+  let images;
+  try {
+    images = model.decodeImages(
+      seqs.map((s) => s.tokens),
+      { k, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed, imageSize, onStep: progress.onStep },
+    );
+  } catch (err) {
+    progress.abort();
+    throw err;
+  }
   progress.done();
   const files = numberedOutputs(out, images.length);
   for (let i = 0; i < images.length; i++) await saveImage(images[i]!, files[i]!);

@@ -66,6 +66,11 @@ export function toolHelp(): string {
 
 /** Runs the tool with `argv` (without node and script); resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
+  // `flextok parity … | head` closes stdout early: stop quietly instead of crashing.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     const topic = name === 'help' ? COMMANDS.find((c) => c.spec.name === rest[0]) : undefined;

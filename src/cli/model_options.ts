@@ -1,10 +1,11 @@
 // Options shared by the model commands (model location, sampler settings, image preprocessing) and the
 // helpers that turn them into a loaded FlexTok, sampler options and a denoising progress bar.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheRoot } from '../io/hub.js';
 import { loadImage } from '../io/image.js';
 import { FlexTok } from '../flextok/model.js';
-import { resolveModelPath, TOKENIZER_PRESETS } from '../flextok/presets.js';
+import { findTokenizerPreset, presetMismatches, resolveModelPath, TOKENIZER_PRESETS } from '../flextok/presets.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { UsageError, type OptionSpec, type ParsedArgs } from './args.js';
 import { ProgressBar } from './progress.js';
@@ -64,6 +65,8 @@ export function loadModel(args: ParsedArgs, log: (line: string) => void): { mode
   const started = Date.now();
   const hubDir = args.str('hub-dir');
   const model = FlexTok.load(file, { hubDir: hubDir ? path.resolve(hubDir) : undefined, cacheRoot });
+  const preset = fs.existsSync(label) ? null : findTokenizerPreset(label);
+  if (preset) for (const m of presetMismatches(preset, model.config)) log(`warning: ${preset.repo}: ${m}`);
   const { encoder, decoder } = model.config;
   log(
     `loaded ${model.source} in ${((Date.now() - started) / 1000).toFixed(1)} s: encoder d${encoder.depth}×${encoder.dim}, ` +
@@ -83,15 +86,13 @@ export async function loadImages(files: string[], model: FlexTok, args: ParsedAr
   return images;
 }
 
-/** A progress bar for denoising on stderr; returns the onStep callback and a finisher. */
-export function denoiseProgress(label: string): { onStep: (step: number, total: number) => void; done: () => void } {
-  let bar: ProgressBar | null = null;
+/** A progress bar for `total` denoising steps on stderr; returns the onStep callback and a finisher. */
+export function denoiseProgress(label: string, total: number): { onStep: (step: number, total: number) => void; done: () => void; abort: () => void } {
+  const bar = new ProgressBar(label, total);
   return {
-    onStep: (step, total) => {
-      bar ??= new ProgressBar(label, total);
-      bar.update(step, total);
-    },
-    done: () => bar?.done(),
+    onStep: (step, steps) => bar.update(step, steps),
+    done: () => bar.done(),
+    abort: () => bar.abort(),
   };
 }
 

@@ -83,4 +83,11 @@ export class ProgressBar {
     const summary = `${this.label} ${this.amount(this.current)}${this.total !== null && this.unit === 'count' ? `/${this.amount(this.total)}` : ''} in ${elapsed} s${note ? ` ${note}` : ''}`;
     this.stream.write(this.tty ? `\r\x1b[2K${summary}\n` : `${summary}\n`);
   }
+
+  /** Ends the bar without a summary (e.g. on an error), clearing its line on a terminal. */
+  abort(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.tty) this.stream.write('\r\x1b[2K');
+  }
 }

@@ -46,8 +46,14 @@ export async function runReconstruct(args: ParsedArgs, log: (line: string) => vo
       noise.push(noisePerImage[i]!);
     }
   });
-  const progress = denoiseProgress(`denoising ${tokens.length} sequences`);
-  const decoded = model.decodeImages(tokens, { k: keep, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, noise, onStep: progress.onStep });
+  const progress = denoiseProgress(`denoising ${tokens.length} sequences`, sampler.steps);
+  let decoded;
+  try {
+    decoded = model.decodeImages(tokens, { k: keep, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, noise, onStep: progress.onStep });
+  } catch (err) {
+    progress.abort();
+    throw err;
+  }
   progress.done();
   const rows = images.map((img, i) => [img, ...decoded.slice(i * ks.length, (i + 1) * ks.length)]);
   await saveGrid(rows, out);

@@ -212,12 +212,12 @@ export function checkTargets(config: PyValue, source: string): Array<{ target: s
       if (!ALLOWED_TARGETS.includes(target)) {
         throw new CheckpointConfigError(
           source,
-          at,
+          at || '_target_',
           `_target_ '${target}' is not on the allow-list of FlexTok classes; refusing to load this checkpoint ` +
             `(nothing was imported or evaluated)`,
         );
       }
-      found.push({ target, path: at });
+      found.push({ target, path: at || '_target_' });
     }
     for (const [k, x] of v) {
       const name = keyName(k);
@@ -227,13 +227,6 @@ export function checkTargets(config: PyValue, source: string): Array<{ target: s
       walk(x, at ? `${at}.${name}` : name);
     }
   };
-  // The top-level `_target_` is a bare string entry.
-  if (isMap(config) && typeof config.get('_target_') === 'string') {
-    const top = config.get('_target_') as string;
-    if (!ALLOWED_TARGETS.includes(top)) {
-      throw new CheckpointConfigError(source, '_target_', `_target_ '${top}' is not on the allow-list of FlexTok classes; refusing to load this checkpoint (nothing was imported or evaluated)`);
-    }
-  }
   walk(config, '');
   return found;
 }
@@ -953,7 +946,7 @@ export function buildFlexTokConfig(config: PyMap, source: string): FlexTokConfig
     noiseModule,
     pipeline: { outChannels: outChannels! },
     trainingOnlyPrefixes: dec.trainingOnlyPrefixes,
-    targets: [{ target: top, path: '_target_' }, ...targets],
+    targets,
   };
 }
 
@@ -1010,8 +1003,8 @@ export function readCheckpoint(pathOrDir: string): LoadedCheckpoint {
     for (const name of st.names()) {
       const td = st.read(name);
       dtypes.add(td.dtype);
-      const values = toFloat32(td);
-      tensors.set(name, new Tensor(values.buffer === td.data.buffer && td.dtype === 'F32' ? values : Float32Array.from(values), td.shape));
+      // read() returns a fresh buffer per tensor, so the float32 values (converted or not) are ours to keep.
+      tensors.set(name, new Tensor(toFloat32(td), td.shape));
     }
     return { file, config, metadata: { ...st.metadata }, tensors, dtypes: [...dtypes] };
   } finally {

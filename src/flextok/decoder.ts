@@ -12,6 +12,13 @@ import type { DecoderConfig } from './tokenizer_config.js';
 import { AdaLNBlock, applyLinear, chunkRows, loadLinear, plainLayerNorm, SequenceLayout, type LinearParams } from './transformer.js';
 import type { Trace, WeightMap } from './weights.js';
 
+/** Training hook (REPA): receives the packed hidden states [N, D] (still on the autograd tape)
+ * right after block `afterBlock` (0-based), with the layout locating each sample's patch tokens. */
+export interface HiddenTap {
+  afterBlock: number;
+  onHidden: (hidden: Tensor, layout: SequenceLayout) => void;
+}
+
 export interface DecoderForwardOptions {
   /** CFG unconditional branch: every register slot becomes the null condition (per sample or all). */
   uncond?: boolean | boolean[];
@@ -159,7 +166,7 @@ export class FlowDecoder {
   }
 
   /** Decoder pass with precomputed register tokens (from registerTokens): velocity [1, C, H, W] per sample. */
-  forwardWithRegisters(noised: Tensor[], timesteps: number[], registers: Tensor[], trace?: Trace): Tensor[] {
+  forwardWithRegisters(noised: Tensor[], timesteps: number[], registers: Tensor[], trace?: Trace, tap?: HiddenTap): Tensor[] {
     const cfg = this._cfg;
     const d = cfg.dim;
     const c = cfg.channels_in;
@@ -196,6 +203,7 @@ export class FlowDecoder {
     this.dec_transformer.blocks.forEach((block, j) => {
       x = block.forward(x, layout, siluTemb, trace, `dec.block${j}`);
       if (trace) trace(`dec.block${j}.out`, reshape(x, [1, layout.length, d]));
+      if (tap && tap.afterBlock === j) tap.onHidden(x, layout);
     });
     // Head on the patch tokens of every sample at once.
     const patchRows = concat(grids.map(([gh, gw], i) => {

@@ -308,11 +308,12 @@ export function formatCaseReport(report: CaseReport, opts: { onlyFailures?: bool
   lines.push(`== ${report.name} (${report.schema}) ${report.pass ? 'PASS' : 'FAIL'} — ${all.length} tensors, ${report.seconds.toFixed(1)} s`);
   if (report.error) lines.push(`   error: ${report.error}`);
   const width = Math.max(4, ...all.map((r) => r.name.length));
+  const shapeWidth = Math.max(2, ...all.map((r) => r.shape.join(', ').length + 2));
   for (const stage of report.stages) {
     for (const r of stage.results) {
       if (opts.onlyFailures && r.pass) continue;
       lines.push(
-        `   ${r.pass ? 'ok  ' : 'FAIL'} ${r.name.padEnd(width)}  [${r.shape.join(', ')}]  maxAbs ${fmt(r.maxAbs)}  err ${fmt(r.rel)} (tol ${r.tol === 0 ? 'exact' : r.tol.toExponential(0)})${r.note ? `  ${r.note}` : ''}`,
+        `   ${r.pass ? 'ok  ' : 'FAIL'} ${r.name.padEnd(width)}  ${`[${r.shape.join(', ')}]`.padEnd(shapeWidth)}  maxAbs ${fmt(r.maxAbs)}  err ${fmt(r.rel)} (tol ${r.tol === 0 ? 'exact' : r.tol.toExponential(0)})${r.note ? `  ${r.note}` : ''}`,
       );
     }
   }

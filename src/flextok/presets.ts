@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheRoot, repoCacheDir } from '../io/hub.js';
+import type { FlexTokConfig } from './checkpoint.js';
 
 export interface TokenizerPreset {
   /** Short name, e.g. 'd18_d28_dfn'. */
@@ -117,4 +118,23 @@ export function resolveModelPath(model: string, cacheRoot = defaultCacheRoot()):
     throw new Error(`model '${model}' is not downloaded (no ${file}); run 'flextok pull ${repo}'${vaeHint} first`);
   }
   return file;
+}
+
+/**
+ * Differences between a loaded config and what the spec expects of a released tokenizer (some widths are
+ * inferred in the spec, so callers report these as warnings, not errors).
+ */
+export function presetMismatches(preset: TokenizerPreset, config: FlexTokConfig): string[] {
+  const out: string[] = [];
+  const expect = (what: string, actual: unknown, expected: unknown) => {
+    if (JSON.stringify(actual) !== JSON.stringify(expected)) out.push(`${what} is ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+  };
+  expect('encoder depth', config.encoder.depth, preset.encoderDepth);
+  expect('encoder width', config.encoder.dim, preset.encoderDim);
+  expect('decoder depth', config.decoder.depth, preset.decoderDepth);
+  expect('decoder width', config.decoder.dim, preset.decoderDim);
+  expect('registers', config.encoder.n_registers, preset.registers);
+  expect('FSQ levels', config.fsqLevels, preset.fsqLevels);
+  if (config.vae.hfHubPath !== null) expect('VAE repository', config.vae.hfHubPath, preset.vaeRepo);
+  return out;
 }

@@ -230,7 +230,9 @@ export async function downloadFile(
   let url = `${endpoint}/${checkRepoId(repoId)}/resolve/${encodeURIComponent(revision)}/${encodePath(file)}`;
   let res: Response | null = null;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    const headers: Record<string, string> = { ...authHeaders(), 'accept-encoding': 'identity' };
+    // The token goes to the hub only, never to the storage hosts it redirects to.
+    const sameOrigin = new URL(url).origin === new URL(endpoint).origin;
+    const headers: Record<string, string> = { ...(sameOrigin ? authHeaders() : {}), 'accept-encoding': 'identity' };
     if (offset > 0) headers.range = `bytes=${offset}-`;
     const r = await request(url, { headers, redirect: 'manual' }, what);
     expectedFromHeaders(r.headers, expected);

@@ -1,0 +1,193 @@
+// A small CNN classifier for Fashion-MNIST, written with our engine: used to score generated images
+// (accuracy of reconstructions) and, through `features`, as the frozen REPA teacher for tokenizer training.
+//
+// Architecture (widths w = [w1, w2, w3], default [32, 64, 128]; every conv 3×3 without bias, followed by
+// GroupNorm(8 groups, affine) and GELU):
+//   input [B, 1, 28, 28] in [-1, 1]   (32×32 inputs, i.e. Fashion-MNIST padded by 2, are centre-cropped to 28)
+//   stem   conv 1→w1,  stride 1   → [B, w1, 28, 28]
+//   down1  conv w1→w2, stride 2   → [B, w2, 14, 14]
+//   block1 conv w2→w2, stride 1   → [B, w2, 14, 14]   = features(x, 'block1')
+//   down2  conv w2→w3, stride 2   → [B, w3,  7,  7]
+//   block2 conv w3→w3, stride 1   → [B, w3,  7,  7]   = features(x, 'block2')  (the default REPA target)
+//   head   global average pool → linear w3→10 → logits [B, 10]
+// Weights are stored as safetensors F16 with the widths in the metadata (`arch`).
+
+import { Tensor, noGrad } from '../tensor/tensor.js';
+import { conv2d, groupNorm, linear } from '../tensor/nn.js';
+import { gelu, mean, slice, max } from '../tensor/ops.js';
+import { Rng } from '../tensor/rng.js';
+import { namedTensors } from '../tensor/module.js';
+import { readSafetensors, writeSafetensors, toFloat32, type TensorData } from '../io/safetensors.js';
+import { float32ToFloat16 } from '../tensor/half.js';
+import type { ImageDataset } from '../io/datasets.js';
+
+export const CLASSIFIER_INPUT_SIZE = 28;
+const GN_GROUPS = 8;
+
+/** Intermediate feature maps `features` can return. */
+export type ClassifierLayer = 'block1' | 'block2';
+
+interface ConvNorm {
+  /** [out, in, 3, 3] */
+  weight: Tensor;
+  /** GroupNorm affine [out] */
+  normWeight: Tensor;
+  normBias: Tensor;
+}
+
+interface ClassifierParams {
+  stem: ConvNorm;
+  down1: ConvNorm;
+  block1: ConvNorm;
+  down2: ConvNorm;
+  block2: ConvNorm;
+  head: { weight: Tensor; bias: Tensor };
+}
+
+function convNorm(cin: number, cout: number, rng: Rng): ConvNorm {
+  const std = Math.sqrt(2 / (cin * 9)); // He init for GELU/ReLU-like activations
+  return {
+    weight: Tensor.randn([cout, cin, 3, 3], rng, 'float32', std),
+    normWeight: Tensor.ones([cout]),
+    normBias: Tensor.zeros([cout]),
+  };
+}
+
+function applyConvNorm(x: Tensor, p: ConvNorm, stride: number): Tensor {
+  return gelu(groupNorm(conv2d(x, p.weight, null, { stride, padding: 1 }), GN_GROUPS, p.normWeight, p.normBias));
+}
+
+/** Centre-crops [B, 1, H, W] (H, W ≥ 28) to 28×28; 28×28 passes through. */
+function toInputSize(images: Tensor): Tensor {
+  if (images.ndim !== 4 || images.shape[1] !== 1) throw new Error(`classifier: expected images [B, 1, H, W], got [${images.shape.join(', ')}]`);
+  const [, , h, w] = images.shape;
+  const s = CLASSIFIER_INPUT_SIZE;
+  if (h === s && w === s) return images;
+  if (h < s || w < s) throw new Error(`classifier: images are ${h}×${w}, smaller than ${s}×${s}`);
+  const y0 = Math.floor((h - s) / 2);
+  const x0 = Math.floor((w - s) / 2);
+  return slice(slice(images, 2, y0, y0 + s), 3, x0, x0 + s);
+}
+
+export class FmnistClassifier {
+  private constructor(
+    readonly params: ClassifierParams,
+    /** [w1, w2, w3] */
+    readonly widths: [number, number, number],
+  ) {}
+
+  /** Freshly initialised weights (trainable: requiresGrad set). */
+  static random(rng: Rng, widths: [number, number, number] = [32, 64, 128]): FmnistClassifier {
+    for (const w of widths) if (w % GN_GROUPS !== 0) throw new Error(`classifier widths must be multiples of ${GN_GROUPS}, got [${widths.join(', ')}]`);
+    const [w1, w2, w3] = widths;
+    const params: ClassifierParams = {
+      stem: convNorm(1, w1, rng),
+      down1: convNorm(w1, w2, rng),
+      block1: convNorm(w2, w2, rng),
+      down2: convNorm(w2, w3, rng),
+      block2: convNorm(w3, w3, rng),
+      head: { weight: Tensor.randn([10, w3], rng, 'float32', 0.01), bias: Tensor.zeros([10]) },
+    };
+    const model = new FmnistClassifier(params, widths);
+    for (const p of model.parameters()) p.requireGrad();
+    return model;
+  }
+
+  /** Loads weights written by `save` (frozen: requiresGrad off). */
+  static load(file: string): FmnistClassifier {
+    const { metadata, tensors } = readSafetensors(file);
+    let widths: [number, number, number];
+    try {
+      const arch = JSON.parse(metadata.arch ?? '') as { widths: [number, number, number] };
+      widths = arch.widths;
+      if (!Array.isArray(widths) || widths.length !== 3) throw new Error('bad widths');
+    } catch {
+      throw new Error(`${file}: not a FmnistClassifier checkpoint (metadata "arch" with widths is missing or invalid)`);
+    }
+    const model = FmnistClassifier.random(new Rng(0), widths);
+    for (const [name, t] of model.namedParameters()) {
+      const stored = tensors.get(name);
+      if (!stored) throw new Error(`${file}: tensor ${name} is missing`);
+      if (stored.shape.join() !== t.shape.join()) throw new Error(`${file}: tensor ${name} has shape [${stored.shape.join(', ')}], expected [${t.shape.join(', ')}]`);
+      t.f.set(toFloat32(stored));
+      t.requireGrad(false);
+    }
+    return model;
+  }
+
+  /** Writes the weights as safetensors F16 (≈ 2 bytes per parameter) with the architecture in the metadata. */
+  save(file: string, extraMetadata: Record<string, string> = {}): void {
+    const out = new Map<string, TensorData>();
+    for (const [name, t] of this.namedParameters()) out.set(name, { dtype: 'F16', shape: [...t.shape], data: float32ToFloat16(t.f as Float32Array) });
+    writeSafetensors(file, out, { ...extraMetadata, format: 'flextok-fmnist-classifier', arch: JSON.stringify({ widths: this.widths }) });
+  }
+
+  namedParameters(): [string, Tensor][] {
+    return namedTensors(this.params);
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  get parameterCount(): number {
+    return this.parameters().reduce((s, t) => s + t.size, 0);
+  }
+
+  /** Runs the trunk, returning the requested stage's output (and the final map). */
+  private trunk(images: Tensor, stop?: ClassifierLayer): Tensor {
+    const p = this.params;
+    let x = toInputSize(images);
+    x = applyConvNorm(x, p.stem, 1);
+    x = applyConvNorm(x, p.down1, 2);
+    x = applyConvNorm(x, p.block1, 1);
+    if (stop === 'block1') return x;
+    x = applyConvNorm(x, p.down2, 2);
+    return applyConvNorm(x, p.block2, 1);
+  }
+
+  /** Class scores [B, 10] for images [B, 1, 28, 28] (or [B, 1, 32, 32]) in [-1, 1]; recorded for autograd
+   * when the weights require gradients. */
+  logits(images: Tensor): Tensor {
+    const fmap = this.trunk(images);
+    return linear(mean(fmap, [2, 3]), this.params.head.weight, this.params.head.bias);
+  }
+
+  /** Predicted class per image [B] (no autograd). */
+  predict(images: Tensor): Int32Array {
+    return noGrad(() => {
+      const { indices } = max(this.logits(images), 1);
+      return Int32Array.from(indices.data);
+    });
+  }
+
+  /**
+   * The REPA teacher: an intermediate feature map (no autograd). 'block2' (default) is [B, w3, 7, 7]
+   * (128×7×7 with the default widths), the last map before pooling; 'block1' is [B, w2, 14, 14].
+   * Both are post-GELU activations of a GroupNorm'ed conv, so they are roughly zero-centred, O(1).
+   */
+  features(images: Tensor, layer: ClassifierLayer = 'block2'): Tensor {
+    return noGrad(() => this.trunk(images, layer));
+  }
+}
+
+/** Top-1 accuracy of the classifier on the first `limit` samples of ds (1×28×28 or 1×32×32). */
+export function evaluateAccuracy(model: FmnistClassifier, ds: ImageDataset, opts: { batchSize?: number; limit?: number } = {}): number {
+  const n = Math.min(ds.size, opts.limit ?? ds.size);
+  const bs = opts.batchSize ?? 250;
+  const per = ds.channels * ds.height * ds.width;
+  let correct = 0;
+  for (let start = 0; start < n; start += bs) {
+    const b = Math.min(bs, n - start);
+    const data = new Float32Array(b * per);
+    const labels = new Int32Array(b);
+    for (let k = 0; k < b; k++) {
+      const s = ds.get(start + k);
+      data.set(s.image, k * per);
+      labels[k] = s.label;
+    }
+    const pred = model.predict(new Tensor(data, [b, ds.channels, ds.height, ds.width]));
+    for (let k = 0; k < b; k++) if (pred[k] === labels[k]) correct++;
+  }
+  return correct / n;
+}

@@ -1,0 +1,248 @@
+// Shared machinery of training runs you can trust: the run folder (config copy, log.jsonl, sample
+// grids, checkpoint, exported model), a progress line on stderr, and one-file checkpoints holding
+// everything a bitwise-exact resume needs (weights, AdamW m/v and step, EMA weights, RNG states,
+// data-loader position, step), written atomically (temp file + fsync + rename).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readSafetensors, toFloat32, writeSafetensors, type TensorData } from '../io/safetensors.js';
+import type { LoaderState } from '../io/datasets.js';
+import { saveGrid } from '../io/image.js';
+import { concat } from '../tensor/ops.js';
+import type { AdamW, EMA } from '../tensor/optim.js';
+import type { Rng, RngState } from '../tensor/rng.js';
+import { Tensor } from '../tensor/tensor.js';
+
+export const CHECKPOINT_FORMAT = 'flextok-train-checkpoint/1';
+
+export interface RunPaths {
+  dir: string;
+  /** copy of the training config (the source of truth on --resume) */
+  config: string;
+  checkpoint: string;
+  log: string;
+  samples: string;
+  /** exported model in the official layout */
+  model: string;
+}
+
+export function runPaths(dir: string): RunPaths {
+  return {
+    dir,
+    config: path.join(dir, 'config.json'),
+    checkpoint: path.join(dir, 'checkpoint.safetensors'),
+    log: path.join(dir, 'log.jsonl'),
+    samples: path.join(dir, 'samples'),
+    model: path.join(dir, 'model.safetensors'),
+  };
+}
+
+/** Fresh run: create the folder and write config.json; refuse to overwrite a run that has a checkpoint. */
+export function startRunDir(paths: RunPaths, configJson: unknown): void {
+  if (fs.existsSync(paths.checkpoint)) {
+    throw new Error(`${paths.dir} already holds a training run (checkpoint.safetensors); pass --resume to continue it, or choose another --out`);
+  }
+  fs.mkdirSync(paths.samples, { recursive: true });
+  writeTextAtomic(paths.config, `${JSON.stringify(configJson, null, 2)}\n`);
+  fs.rmSync(paths.log, { force: true });
+}
+
+export function writeTextAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
+// ---------------------------------------------------------------------------------------------
+// log.jsonl
+
+/** One JSON object per line; on resume, lines after the checkpoint's step are dropped (they would be
+ * written again by the resumed run). */
+export class JsonlLog {
+  constructor(readonly file: string, resumeStep: number | null) {
+    if (resumeStep !== null && fs.existsSync(file)) {
+      const kept = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
+        if (!line.trim()) return false;
+        try {
+          const step = (JSON.parse(line) as { step?: number }).step;
+          return typeof step === 'number' && step <= resumeStep;
+        } catch {
+          return false; // a line cut short by a kill
+        }
+      });
+      writeTextAtomic(file, kept.map((l) => `${l}\n`).join(''));
+    }
+  }
+
+  append(entry: Record<string, unknown>): void {
+    fs.appendFileSync(this.file, `${JSON.stringify(entry)}\n`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// progress on stderr
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = s % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(r).padStart(2, '0')}s` : `${r}s`;
+}
+
+/** A single redrawn line on a terminal; a plain line per report otherwise (logs stay readable). */
+export class TrainProgress {
+  private readonly tty: boolean;
+  private lastDraw = 0;
+
+  constructor(private readonly label: string, private readonly total: number, private readonly stream: NodeJS.WriteStream = process.stderr) {
+    this.tty = stream.isTTY === true && process.env.TERM !== 'dumb';
+  }
+
+  /** Redraw (TTY, at most 5×/s) or, when `report` is set, print a plain line. */
+  update(step: number, text: string, opts: { imagesPerSec: number; imagesPerStep: number; report: boolean }): void {
+    const eta = opts.imagesPerSec > 0 ? ((this.total - step) * opts.imagesPerStep) / opts.imagesPerSec : NaN;
+    const line = `${this.label} step ${step}/${this.total} ${text} ${opts.imagesPerSec.toFixed(1)} img/s ETA ${formatDuration(eta)}`;
+    if (this.tty) {
+      const now = Date.now();
+      if (now - this.lastDraw < 200 && step < this.total) return;
+      this.lastDraw = now;
+      this.stream.write(`\r\x1b[2K${line}`);
+    } else if (opts.report) {
+      this.stream.write(`${line}\n`);
+    }
+  }
+
+  /** A message on its own line (keeps the TTY bar intact). */
+  message(text: string): void {
+    this.stream.write(this.tty ? `\r\x1b[2K${text}\n` : `${text}\n`);
+  }
+
+  done(text: string): void {
+    this.message(`${this.label} ${text}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// checkpoints
+
+/** Everything a checkpoint saves and a resume restores. */
+export interface CheckpointParts {
+  step: number;
+  /** model tensors (trainable and fixed) by name */
+  named: [string, Tensor][];
+  optimizer: AdamW;
+  /** one name per optimizer parameter, in the optimizer's (group) order */
+  optimNames: string[];
+  ema: EMA | null;
+  /** one name per EMA shadow, in order */
+  emaNames: string[];
+  rngs: Record<string, Rng>;
+  loader: { getState(): LoaderState; setState(s: LoaderState): void };
+  /** extra JSON (config, counters) */
+  meta: Record<string, unknown>;
+}
+
+interface CheckpointHeader {
+  format: string;
+  step: number;
+  optimizerStep: number;
+  rngs: Record<string, RngState>;
+  loader: LoaderState;
+  meta: Record<string, unknown>;
+}
+
+const f32 = (t: Float32Array, shape: readonly number[]): TensorData => ({ dtype: 'F32', shape: [...shape], data: t });
+
+/** Write the checkpoint atomically (a kill at any moment leaves the previous one intact). */
+export function saveCheckpoint(file: string, parts: CheckpointParts): void {
+  const tensors = new Map<string, TensorData>();
+  for (const [name, t] of parts.named) tensors.set(`model/${name}`, f32(Float32Array.from(t.f), t.shape));
+  const shapes = new Map(parts.named.map(([n, t]) => [n, t.shape]));
+  const opt = parts.optimizer.getState();
+  if (opt.slots.length !== parts.optimNames.length) throw new Error(`saveCheckpoint: ${opt.slots.length} optimizer slots for ${parts.optimNames.length} names`);
+  opt.slots.forEach((slot, i) => {
+    const name = parts.optimNames[i];
+    const shape = shapes.get(name) ?? [slot.m.length];
+    tensors.set(`optim.m/${name}`, f32(slot.m, shape));
+    tensors.set(`optim.v/${name}`, f32(slot.v, shape));
+  });
+  if (parts.ema) {
+    parts.ema.getState().forEach((s, i) => {
+      const name = parts.emaNames[i];
+      tensors.set(`ema/${name}`, f32(s, shapes.get(name) ?? [s.length]));
+    });
+  }
+  const rngs: Record<string, RngState> = {};
+  for (const [k, r] of Object.entries(parts.rngs)) rngs[k] = r.getState();
+  const header: CheckpointHeader = { format: CHECKPOINT_FORMAT, step: parts.step, optimizerStep: parts.optimizer.stepCount, rngs, loader: parts.loader.getState(), meta: parts.meta };
+  writeSafetensors(file, tensors, { flextok_train: JSON.stringify(header) });
+}
+
+/** The header of a checkpoint (step, meta) without restoring anything. */
+export function readCheckpointHeader(file: string): CheckpointHeader {
+  const { metadata } = readSafetensors(file);
+  return parseHeader(metadata, file);
+}
+
+function parseHeader(metadata: Record<string, string>, file: string): CheckpointHeader {
+  const raw = metadata.flextok_train;
+  if (!raw) throw new Error(`${file}: not a flextok training checkpoint (no 'flextok_train' metadata)`);
+  const h = JSON.parse(raw) as CheckpointHeader;
+  if (h.format !== CHECKPOINT_FORMAT) throw new Error(`${file}: checkpoint format '${h.format}' is not '${CHECKPOINT_FORMAT}'`);
+  return h;
+}
+
+/** Restore every part from a checkpoint; all tensors are checked before anything is changed. */
+export function loadCheckpoint(file: string, parts: Omit<CheckpointParts, 'step' | 'meta'>): { step: number; meta: Record<string, unknown> } {
+  const { metadata, tensors } = readSafetensors(file);
+  const h = parseHeader(metadata, file);
+  const get = (key: string, size: number): Float32Array => {
+    const t = tensors.get(key);
+    if (!t) throw new Error(`${file}: tensor '${key}' is missing (the checkpoint belongs to a different model config)`);
+    const v = toFloat32(t);
+    if (v.length !== size) throw new Error(`${file}: tensor '${key}' has ${v.length} values, the model expects ${size}`);
+    return v;
+  };
+  const sizes = new Map(parts.named.map(([n, t]) => [n, t.size]));
+  const model = parts.named.map(([name, t]) => get(`model/${name}`, t.size));
+  const slots = parts.optimNames.map((name) => ({ m: get(`optim.m/${name}`, sizes.get(name)!), v: get(`optim.v/${name}`, sizes.get(name)!) }));
+  const ema = parts.ema ? parts.emaNames.map((name) => get(`ema/${name}`, sizes.get(name)!)) : null;
+  for (const k of Object.keys(parts.rngs)) if (!h.rngs[k]) throw new Error(`${file}: RNG state '${k}' is missing`);
+
+  parts.named.forEach(([, t], i) => (t.f as Float32Array).set(model[i]));
+  parts.optimizer.setState({ step: h.optimizerStep, slots });
+  if (parts.ema && ema) parts.ema.setState(ema);
+  for (const [k, r] of Object.entries(parts.rngs)) r.setState(h.rngs[k]);
+  parts.loader.setState(h.loader);
+  return { step: h.step, meta: h.meta };
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample grids
+
+/** One [1, 3, H, W] image (grey images are repeated to RGB) of a batch [B, C, H, W]. */
+function rgbOf(batch: Tensor, i: number): Tensor {
+  const [, c, h, w] = batch.shape;
+  const plane = h * w;
+  const src = batch.f.subarray(i * c * plane, (i + 1) * c * plane);
+  const out = new Float32Array(3 * plane);
+  for (let ch = 0; ch < 3; ch++) out.set(src.subarray(Math.min(ch, c - 1) * plane, (Math.min(ch, c - 1) + 1) * plane), ch * plane);
+  return new Tensor(out, [1, 3, h, w]);
+}
+
+/** PNG grid: one row per batch (e.g. originals, then reconstructions at each k), one column per image. */
+export async function writeSampleGrid(file: string, rows: Tensor[]): Promise<void> {
+  await saveGrid(rows.map((batch) => Array.from({ length: batch.shape[0] }, (_, i) => rgbOf(batch, i))), file);
+}
+
+/** Concatenate [1, C, H, W] tensors into a batch. */
+export function batchOf(list: Tensor[]): Tensor {
+  return list.length === 1 ? list[0] : concat(list, 0);
+}
+
+/** `samples/step_000500.png` style names. */
+export function sampleFile(paths: RunPaths, step: number): string {
+  return path.join(paths.samples, `step_${String(step).padStart(6, '0')}.png`);
+}

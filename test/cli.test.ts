@@ -1,0 +1,157 @@
+// Tests of the flextok command line, run as subprocesses (`node --import tsx src/cli/main.ts …`) from the
+// repository root with the golden e2e checkpoint (paths relative to the repository).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const GOLDEN_REL = '../shared/golden';
+const MODEL_REL = `${GOLDEN_REL}/e2e/model.safetensors`;
+const skip = fs.existsSync(path.join(ROOT, MODEL_REL)) ? false : `golden folder not found at ${path.join(ROOT, GOLDEN_REL)}`;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function flextok(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', ...args],
+      { cwd: ROOT, env: { ...process.env, FLEXTOK_DEBUG: '', ...env }, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+function assertCleanError(r: Run, pattern: RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^flextok: error: [^\n]+\n(Run .*\n)?$/m);
+  assert.match(r.stderr, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+}
+
+describe('flextok CLI', () => {
+  let dir: string;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-cli-'));
+    const w = 44;
+    const h = 36;
+    const rgb = Buffer.alloc(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) rgb.set([x * 5, y * 7, ((x >> 2) + (y >> 2)) % 2 ? 230 : 20], (y * w + x) * 3);
+    await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path.join(dir, 'tiny.png'));
+    fs.writeFileSync(path.join(dir, 'broken.png'), 'not a png');
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('--help explains the tool and every command', async () => {
+    const top = await flextok(['--help']);
+    assert.equal(top.code, 0);
+    for (const c of ['tokenize', 'detokenize', 'reconstruct', 'parity', 'pull', 'demo']) assert.match(top.stdout, new RegExp(`\\n  ${c} `));
+    const detok = await flextok(['detokenize', '--help']);
+    assert.equal(detok.code, 0);
+    for (const o of ['--model', '--out', '--k', '--steps', '--guidance', '--apg', '--no-apg', '--seed', '--hub-dir']) assert.ok(detok.stdout.includes(o), o);
+    assert.match(detok.stdout, /--steps N\s+Euler denoising steps \(default: 20\)/);
+    assert.match(detok.stdout, /\(default: 7\.5\)/);
+  });
+
+  it('tokenize → detokenize → reconstruct with the e2e checkpoint', { skip }, async () => {
+    const tokens = path.join(dir, 'tokens.json');
+    const tok = await flextok(['tokenize', path.join(dir, 'tiny.png'), '--model', MODEL_REL, '--out', tokens]);
+    assert.equal(tok.code, 0, tok.stderr);
+    const json = JSON.parse(fs.readFileSync(tokens, 'utf8'));
+    assert.equal(json.format, 'flextok-tokens/1');
+    assert.equal(json.codebook_size, 1000);
+    assert.equal(json.images.length, 1);
+    assert.deepEqual(json.images[0].size, [32, 32]);
+    assert.equal(json.images[0].tokens.length, 8);
+
+    const out = path.join(dir, 'out.png');
+    const detok = await flextok(['detokenize', tokens, '--model', MODEL_REL, '--k', '3', '--steps', '3', '--seed', '1', '--out', out]);
+    assert.equal(detok.code, 0, detok.stderr);
+    assert.match(detok.stderr, /denoising 3\/3/);
+    const meta = await sharp(out).metadata();
+    assert.deepEqual([meta.width, meta.height], [32, 32]);
+
+    const grid = path.join(dir, 'grid.png');
+    const rec = await flextok(['reconstruct', path.join(dir, 'tiny.png'), '--model', MODEL_REL, '--k', '1,2,4,8', '--steps', '2', '--out', grid]);
+    assert.equal(rec.code, 0, rec.stderr);
+    const g = await sharp(grid).metadata();
+    assert.equal(g.width, 2 + 5 * (32 + 2)); // original + 4 values of k
+    assert.equal(g.height, 2 + 32 + 2);
+
+    assertCleanError(await flextok(['detokenize', tokens, '--model', MODEL_REL, '--k', '9', '--out', out]), /k = 9 .*from 1 to 8/);
+  });
+
+  it('bad inputs exit 1 with one clear line', { skip }, async () => {
+    assertCleanError(await flextok(['tokenize', path.join(dir, 'broken.png'), '--model', MODEL_REL, '--out', path.join(dir, 't.json')]), /broken\.png: not an image/);
+    assertCleanError(await flextok(['tokenize', path.join(dir, 'tiny.png'), '--model', 'no/such-model', '--out', path.join(dir, 't.json')]), /not downloaded.*flextok pull no\/such-model/);
+    assertCleanError(await flextok(['tokenize', path.join(dir, 'tiny.png'), '--out', path.join(dir, 't.json')]), /--model is required/);
+    assertCleanError(await flextok(['detokenize', '--bogus']), /unknown option '--bogus'/);
+    assertCleanError(await flextok(['frobnicate']), /unknown command 'frobnicate'/);
+    fs.writeFileSync(path.join(dir, 'ids.json'), '[[1, 2, 5000]]');
+    assertCleanError(await flextok(['detokenize', path.join(dir, 'ids.json'), '--model', MODEL_REL, '--out', path.join(dir, 'x.png')]), /token id 5000 .*valid ids are 0 to 999/);
+  });
+
+  it('parity on the golden directory exits 0', { skip }, async () => {
+    const r = await flextok(['parity', GOLDEN_REL, '--quiet']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /== e2e \(flextok-golden-e2e\/1\) PASS/);
+    assert.match(r.stdout, /stage bf16\.detok\.full\.apg\s+ok/);
+    assert.match(r.stdout, /parity: all \d+ cases passed/);
+  });
+
+  it('parity fails (exit 1) on a broken copy of a case', { skip }, async () => {
+    const copy = path.join(dir, 'golden-copy', 'e2e');
+    fs.mkdirSync(copy, { recursive: true });
+    for (const f of ['config.json', 'io.safetensors', 'model.safetensors']) fs.copyFileSync(path.join(ROOT, GOLDEN_REL, 'e2e', f), path.join(copy, f));
+    fs.cpSync(path.join(ROOT, GOLDEN_REL, 'e2e', 'hub'), path.join(copy, 'hub'), { recursive: true });
+    // Without model_bf16.safetensors the bf16 stage cannot run.
+    const r = await flextok(['parity', path.dirname(copy), '--quiet']);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /FAIL.*bf16\.checkpoint\.file.*model_bf16\.safetensors not found/);
+    assert.match(r.stdout, /stage fp32\.tokenize\s+ok/);
+  });
+
+  it('pull downloads from a hub endpoint into the cache', async () => {
+    const body = Buffer.from('{"_class_name": "AutoencoderKL"}\n');
+    const server = http.createServer((req, res) => {
+      if (req.url?.startsWith('/api/models/org/vae/revision/main')) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ sha: 'b'.repeat(40), siblings: [{ rfilename: 'config.json' }] }));
+      } else if (req.url === '/org/vae/resolve/main/config.json') {
+        res.writeHead(200, { etag: `"${createHash('sha256').update(body).digest('hex')}"`, 'content-length': body.length });
+        res.end(body);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const cache = path.join(dir, 'cache');
+      const r = await flextok(['pull', 'org/vae', '--cache', cache], { HF_ENDPOINT: endpoint });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(fs.readFileSync(path.join(cache, 'org', 'vae', 'config.json')), body);
+      assertCleanError(await flextok(['pull', 'org/missing', '--cache', cache, '--endpoint', endpoint]), /HTTP 404/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
