@@ -484,3 +484,30 @@ test('upsampleNearest2x', () => {
     },
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// larger shapes: float32 (native SIMD main loops, cache blocking, thread splits) vs float64
+
+test('float32 vs float64 at sizes that reach SIMD main loops, GEMM blocking and threading', () => {
+  const big = { finiteDiff: false } as const;
+  // crosses the native GEMM's MC = 336 and KC = 384 blocks; the batched one folds rows into one GEMM
+  checkOp({ ...big, label: 'matmul [340, 390] @ [390, 40]', inputs: [rand64([340, 390], rng), rand64([390, 40], rng)], fn: T.matmul });
+  checkOp({ ...big, label: 'matmul [3, 40, 70] @ [3, 70, 50]', inputs: [rand64([3, 40, 70], rng), rand64([3, 70, 50], rng)], fn: T.matmul });
+  checkOp({ ...big, label: 'linear [2, 60, 96] → 72', inputs: [rand64([2, 60, 96], rng), rand64([72, 96], rng), rand64([72], rng)], fn: (x, w, b) => T.linear(x, w, b) });
+  const [B, Lq, Lk, H, D] = [2, 70, 90, 2, 64];
+  const q = rand64([B, Lq, H, D], rng), k = rand64([B, Lk, H, D], rng), v = rand64([B, Lk, H, D], rng);
+  checkOp({ ...big, label: 'attention 70×90 (no mask)', inputs: [q, k, v], fn: (a, b, c) => T.attention(a, b, c) });
+  const k2 = rand64([B, Lq, H, D], rng), v2 = rand64([B, Lq, H, D], rng);
+  checkOp({ ...big, label: 'attention 70×70 causal', inputs: [q, k2, v2], fn: (a, b, c) => T.attention(a, b, c, { causal: true }) });
+  const mask = maskFrom(Lq, Lk, (i, j) => (i * 7 + j * 3) % 5 !== 0 && i !== 13);
+  checkOp({ ...big, label: 'attention 70×90 masked', inputs: [q, k, v], fn: (a, b, c) => T.attention(a, b, c, { mask }) });
+  const x = rand64([300, 131], rng, -2, 2);
+  checkOp({ ...big, label: 'layerNorm [300, 131] affine', inputs: [x, rand64([131], rng), rand64([131], rng)], fn: (t, w, b) => T.layerNorm(t, w, b) });
+  checkOp({ ...big, label: 'rmsNorm [300, 131]', inputs: [x, rand64([131], rng)], fn: (t, w) => T.rmsNorm(t, w) });
+  checkOp({ ...big, label: 'softmax [300, 131]', inputs: [x], fn: (t) => T.softmax(t) });
+  checkOp({ ...big, label: 'logSoftmax [300, 131]', inputs: [x], fn: (t) => T.logSoftmax(t) });
+  checkOp({ ...big, label: 'crossEntropy [300, 131]', inputs: [x], fn: (t) => T.crossEntropy(t, Tensor.randint([300], 0, 131, new Rng(4)), { labelSmoothing: 0.1 }) });
+  checkOp({ ...big, label: 'groupNorm [2, 32, 16, 16] / 8', inputs: [rand64([2, 32, 16, 16], rng), rand64([32], rng), rand64([32], rng)], fn: (t, w, b) => T.groupNorm(t, 8, w, b) });
+  checkOp({ ...big, label: 'conv2d [2, 8, 20, 20] * [16, 8, 3, 3]', inputs: [rand64([2, 8, 20, 20], rng), rand64([16, 8, 3, 3], rng), rand64([16], rng)], fn: (a, w, b) => T.conv2d(a, w, b, { padding: 1 }) });
+  checkOp({ ...big, label: 'conv2d stride 2 [1, 8, 21, 19]', inputs: [rand64([1, 8, 21, 19], rng), rand64([12, 8, 3, 3], rng)], fn: (a, w) => T.conv2d(a, w, null, { stride: 2, padding: [1, 0, 1, 0] }) });
+});

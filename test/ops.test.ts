@@ -547,3 +547,26 @@ test('toFloat and zerosLike', () => {
   assert.equal(z.dtype, 'float64');
   assert.deepEqual(z.toArray(), [0, 0, 0]);
 });
+
+test('float32 vs float64 elementwise ops and reductions on long arrays (SIMD main loops, threading)', () => {
+  const big = { finiteDiff: false } as const;
+  for (const uc of unaryCases) {
+    const x = uc.away ? randAwayFromZero([40001], rng, 0.05, uc.hi) : rand64([40001], rng, uc.lo, uc.hi);
+    checkOp({ ...big, label: `${uc.name} ×40001`, inputs: [x], fn: uc.op });
+  }
+  for (const bc of binaryCases) {
+    const a = rand64([150, 203], rng, 0.5, 2);
+    const b = rand64([203], rng, 0.5, 2);
+    const c = rand64([150, 1], rng, 0.5, 2);
+    checkOp({ ...big, label: `${bc.name} [150,203] ∘ [203]`, inputs: [a, b], fn: bc.op });
+    checkOp({ ...big, label: `${bc.name} [150,1] ∘ [203]`, inputs: [c, b], fn: bc.op });
+    checkOp({ ...big, label: `${bc.name} [150,203] ∘ [150,203]`, inputs: [a, T.add(a, 0.25)], fn: bc.op });
+  }
+  const x = rand64([64, 300, 3], rng);
+  for (const dim of [0, 1, 2]) {
+    checkOp({ ...big, label: `sum dim ${dim} [64,300,3]`, inputs: [x], fn: (t) => T.sum(t, dim) });
+    checkOp({ ...big, label: `max dim ${dim} [64,300,3]`, inputs: [x], fn: (t) => T.max(t, dim).values });
+  }
+  checkOp({ ...big, label: 'permute [64,300,3] → [2,0,1]', inputs: [x], fn: (t) => T.permute(t, [2, 0, 1]) });
+  checkOp({ ...big, label: 'permute [8,16,10,12] → [0,2,1,3]', inputs: [rand64([8, 16, 10, 12], rng)], fn: (t) => T.permute(t, [0, 2, 1, 3]) });
+});

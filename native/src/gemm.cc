@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common.h"
+#include "vecmath.h"
 
 namespace ft {
 
@@ -86,34 +87,6 @@ void pack_rows_generic(bool trans, const float* x, int64_t ld, int64_t i0, int64
 }
 
 #if FT_X86
-/** In-register transpose of a 16x16 float block: r[i] row i in, r[j] column j out. */
-FT_AVX512 inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // group g = rows 4g..4g+3: u[4g + c] has, in lane L, column 4L + c of those rows
-  for (int g = 0; g < 4; g++) {
-    __m512 lo01 = t[4 * g], hi01 = t[4 * g + 1], lo23 = t[4 * g + 2], hi23 = t[4 * g + 3];
-    u[4 * g + 0] = _mm512_shuffle_ps(lo01, lo23, 0x44);
-    u[4 * g + 1] = _mm512_shuffle_ps(lo01, lo23, 0xEE);
-    u[4 * g + 2] = _mm512_shuffle_ps(hi01, hi23, 0x44);
-    u[4 * g + 3] = _mm512_shuffle_ps(hi01, hi23, 0xEE);
-  }
-  for (int c = 0; c < 4; c++) {
-    __m512 v0 = u[c], v1 = u[4 + c], v2 = u[8 + c], v3 = u[12 + c];
-    __m512 x0 = _mm512_shuffle_f32x4(v0, v1, 0x44);
-    __m512 x1 = _mm512_shuffle_f32x4(v0, v1, 0xEE);
-    __m512 x2 = _mm512_shuffle_f32x4(v2, v3, 0x44);
-    __m512 x3 = _mm512_shuffle_f32x4(v2, v3, 0xEE);
-    r[c] = _mm512_shuffle_f32x4(x0, x2, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
-    r[8 + c] = _mm512_shuffle_f32x4(x1, x3, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
-  }
-}
-
 /** AVX-512 packing of op(X) rows [i0, i0+rows) x cols [p0, p0+kc) into R-row panels (R = 14 or 32). */
 template <int R>
 FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0,
@@ -152,7 +125,7 @@ FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t 
           __mmask16 km = kn == 16 ? __mmask16(0xffff) : __mmask16((1u << kn) - 1);
           __m512 v[16];
           for (int r = 0; r < 16; r++) v[r] = src[r] ? _mm512_maskz_loadu_ps(km, src[r] + kk) : _mm512_setzero_ps();
-          transpose16(v);
+          vm::transpose16(v);
           if (R == 32) {
             for (int j = 0; j < kn; j++) _mm512_store_ps(d + (kk + j) * 32 + rbase, v[j]);
           } else {

@@ -246,3 +246,82 @@ export function batchOf(list: Tensor[]): Tensor {
 export function sampleFile(paths: RunPaths, step: number): string {
   return path.join(paths.samples, `step_${String(step).padStart(6, '0')}.png`);
 }
+
+// ---------------------------------------------------------------------------------------------
+// the step loop shared by the trainers
+
+/** What a trainer reports per optimizer step. */
+export interface LoopStepStats {
+  images: number;
+  lr: number;
+  gradNorm: number;
+  /** values averaged over the log interval (e.g. loss, rf, repa) */
+  scalars: Record<string, number>;
+}
+
+export interface LoopOptions {
+  label: string;
+  totalSteps: number;
+  imagesPerStep: number;
+  logEvery: number;
+  sampleEvery: number;
+  checkpointEvery: number;
+  log: JsonlLog;
+  progress: TrainProgress;
+  /** steps done so far (after a resume) */
+  startStep: number;
+  /** wall time and images of earlier sessions (from the checkpoint) */
+  elapsedBefore: number;
+  imagesSeenBefore: number;
+  trainStep: () => LoopStepStats;
+  /** short text for the progress line from the interval's averaged scalars */
+  describe: (avg: Record<string, number>) => string;
+  /** save checkpoint (and export) at `step` with these counters */
+  checkpoint: (step: number, counters: { elapsedSeconds: number; imagesSeen: number }) => void;
+  samples: (step: number) => Promise<void>;
+}
+
+/** Steps until totalSteps: log.jsonl and progress every logEvery steps, samples and checkpoints on
+ * their schedules, a final checkpoint and sample grid at the end. */
+export async function runLoop(o: LoopOptions): Promise<void> {
+  const started = Date.now();
+  let step = o.startStep;
+  let imagesSeen = o.imagesSeenBefore;
+  let intervalStart = Date.now();
+  let sums: Record<string, number> = {};
+  let n = 0;
+  let intervalImages = 0;
+  let gradNormSum = 0;
+  const counters = () => ({ elapsedSeconds: o.elapsedBefore + (Date.now() - started) / 1000, imagesSeen });
+  while (step < o.totalSteps) {
+    const s = o.trainStep();
+    step++;
+    imagesSeen += s.images;
+    intervalImages += s.images;
+    gradNormSum += s.gradNorm;
+    n++;
+    for (const [k, v] of Object.entries(s.scalars)) sums[k] = (sums[k] ?? 0) + v;
+    const now = Date.now();
+    const imagesPerSec = intervalImages / Math.max(1e-3, (now - intervalStart) / 1000);
+    const report = step % o.logEvery === 0 || step === o.totalSteps;
+    const avg: Record<string, number> = {};
+    for (const [k, v] of Object.entries(sums)) avg[k] = v / n;
+    if (report) {
+      o.log.append({ step, ...avg, lr: s.lr, grad_norm: gradNormSum / n, images_per_sec: imagesPerSec, images_seen: imagesSeen, elapsed_s: counters().elapsedSeconds });
+    }
+    o.progress.update(step, o.describe(avg), { imagesPerSec, imagesPerStep: o.imagesPerStep, report });
+    if (o.sampleEvery > 0 && step % o.sampleEvery === 0 && step < o.totalSteps) await o.samples(step);
+    if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0 && step < o.totalSteps) o.checkpoint(step, counters());
+    if (report) {
+      // The next interval's images/s counts training only (not this checkpoint or sample grid).
+      sums = {};
+      n = 0;
+      intervalImages = 0;
+      gradNormSum = 0;
+      intervalStart = Date.now();
+    }
+  }
+  o.checkpoint(step, counters());
+  await o.samples(step);
+  o.progress.done(`finished: step ${step}/${o.totalSteps}, ${((Date.now() - started) / 1000).toFixed(1)} s this session`);
+}

@@ -15,6 +15,8 @@ import { noGrad, Tensor } from '../tensor/tensor.js';
 export interface LatentCodec {
   /** 'identity' (pixel space) or 'vae' */
   readonly kind: 'identity' | 'vae';
+  /** latent channels C (null: the image channels, for the identity) */
+  readonly channels: number | null;
   /** image pixels per latent cell */
   readonly downsampling: number;
   /** images [B, C_img, H, W] in [-1, 1] → latents [B, C, H/f, W/f] (no autograd) */
@@ -26,6 +28,7 @@ export interface LatentCodec {
 /** Pixel space: the latent is the image itself. */
 export const identityCodec: LatentCodec = {
   kind: 'identity',
+  channels: null,
   downsampling: 1,
   encode: (images) => images,
   decode: (latents) => latents,
@@ -35,6 +38,7 @@ export const identityCodec: LatentCodec = {
 export function vaeCodec(vae: FlexTokVAE, samplePosterior = false): LatentCodec {
   return {
     kind: 'vae',
+    channels: vae.vae.config.latentChannels,
     downsampling: vae.vae.downsamplingFactor,
     encode: (images, rng) => noGrad(() => vae.encode(images, { samplePosterior: samplePosterior && rng !== undefined, rng }).latents),
     decode: (latents) => noGrad(() => vae.decode(latents)),

@@ -1,0 +1,86 @@
+// Evaluate a trained tokenizer on the first N Fashion-MNIST test images (or an image folder): for
+// k = 1, 2, 4, …, R reconstruct and report MSE, PSNR, SSIM and classifier class agreement as a
+// markdown table (stdout) and JSON (--json).
+//
+//   node --import tsx scripts/eval-tokenizer.ts --model runs/fmnist/model.safetensors --n 500 --json eval.json
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { commandHelp, parseCommand, UsageError, type CommandSpec } from '../src/cli/args.js';
+import { reconstructionTable, evaluateReconstruction, type ImageClassifier } from '../src/eval/reconstruction.js';
+import { loadTrainedTokenizer } from '../src/train/export.js';
+import { openDataset, sampleBatchWithLabels } from '../src/train/data.js';
+
+const spec: CommandSpec = {
+  name: 'eval-tokenizer',
+  summary: 'Reconstruction quality of a trained tokenizer per token count k (MSE, PSNR, SSIM, class agreement).',
+  usage: 'node --import tsx scripts/eval-tokenizer.ts --model FILE|RUN_DIR [options]',
+  positionals: [],
+  options: [
+    { name: 'model', kind: 'string', value: 'PATH', help: 'model.safetensors written by train-tokenizer, or its run folder' },
+    { name: 'data', kind: 'string', value: 'SOURCE', help: "'fashion-mnist' (test split) or an image folder", defaultText: 'fashion-mnist' },
+    { name: 'n', kind: 'string', value: 'N', help: 'number of images (the first N)', defaultText: '256' },
+    { name: 'k', kind: 'string', value: 'LIST', help: 'token counts, comma-separated', defaultText: '1,2,4,…,R' },
+    { name: 'steps', kind: 'string', value: 'T', help: 'Euler steps', defaultText: '25' },
+    { name: 'guidance', kind: 'string', value: 'S', help: 'guidance scale (1 = none)', defaultText: '1' },
+    { name: 'apg', kind: 'boolean', help: 'adaptive projected guidance instead of plain CFG' },
+    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the decoding noise', defaultText: '0' },
+    { name: 'batch', kind: 'string', value: 'N', help: 'images per batch', defaultText: '64' },
+    { name: 'classifier', kind: 'string', value: 'FILE', help: "FmnistClassifier weights for class agreement ('none' to skip)", defaultText: 'models/fmnist-classifier/classifier.safetensors if present' },
+    { name: 'json', kind: 'string', value: 'FILE', help: 'also write the report as JSON' },
+  ],
+  notes: ['Images are padded/resized to the model resolution as in training (Fashion-MNIST 28 → 32 by padding).'],
+};
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseCommand(spec, argv);
+  if (args.flag('help')) {
+    process.stdout.write(`${commandHelp(spec)}\n`);
+    return 0;
+  }
+  let file = args.requireStr('model');
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
+  const model = loadTrainedTokenizer(file);
+  const [gh] = model.encoder.config.max_sizes;
+  const resolution = gh * model.encoder.config.patch_sizes[0] * model.codec.downsampling;
+  const source = args.str('data') ?? 'fashion-mnist';
+  const n = args.num('n', 256, { integer: true, min: 1 });
+  const channels = model.codec.kind === 'identity' ? model.encoder.config.channels_in : 1;
+  const ds = await openDataset({ source, resolution, resize_mode: 'pad', channels: channels === 3 ? 3 : 1, limit: null, flip: false }, 'test');
+  const { images, labels } = sampleBatchWithLabels(ds, n);
+
+  let classifier: ImageClassifier | null = null;
+  const clsArg = args.str('classifier');
+  const clsFile = clsArg ?? 'models/fmnist-classifier/classifier.safetensors';
+  if (clsArg !== 'none' && fs.existsSync(clsFile) && images.shape[1] === 1) {
+    const { FmnistClassifier } = await import('../src/eval/classifier.js');
+    classifier = FmnistClassifier.load(clsFile);
+  } else if (clsArg !== undefined && clsArg !== 'none') {
+    throw new UsageError(`--classifier ${clsArg}: not found (or the images are not 1-channel)`, spec.name);
+  }
+
+  const started = Date.now();
+  const report = evaluateReconstruction(model, images, labels, {
+    ks: args.intList('k'),
+    steps: args.num('steps', 25, { integer: true, min: 1 }),
+    guidance: args.num('guidance', 1),
+    apg: args.flag('apg'),
+    seed: args.num('seed', 0, { integer: true, min: 0 }),
+    batchSize: args.num('batch', 64, { integer: true, min: 1 }),
+    classifier,
+    onProgress: (done, total) => process.stderr.write(`\reval-tokenizer: ${done}/${total} images (${((Date.now() - started) / 1000).toFixed(0)} s)`),
+  });
+  process.stderr.write('\n');
+  process.stdout.write(`${file} on ${ds.name}\n\n${reconstructionTable(report)}\n`);
+  const jsonFile = args.str('json');
+  if (jsonFile) fs.writeFileSync(jsonFile, `${JSON.stringify({ model: file, data: ds.name, ...report }, null, 2)}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => (process.exitCode = code),
+  (err: unknown) => {
+    process.stderr.write(`eval-tokenizer: error: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

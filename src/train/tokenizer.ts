@@ -1,0 +1,332 @@
+// FlexTok tokenizer training (spec §10): images → latents (frozen VAE or pixels) → encoder → FSQ
+// (straight-through) → nested dropout (keep the first k registers) and null-condition dropout →
+// rectified-flow decoder on x_t = (1−t)·x0 + t·ε → MSE to the velocity ε − x0, plus optional REPA.
+// AdamW (decay on matrix weights only), warmup + cosine LR, gradient clipping and accumulation, EMA;
+// every random draw comes from checkpointed, seeded Rng objects, so a resumed run is bitwise
+// identical to an uninterrupted one.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { sampleKeepK, type FlowDecoder } from '../flextok/decoder.js';
+import type { RegisterEncoder } from '../flextok/encoder.js';
+import { noiseLatents, sampleTimesteps } from '../flextok/flow.js';
+import { FSQ } from '../flextok/fsq.js';
+import { FlexTokVAE } from '../flextok/vae.js';
+import type { SequenceLayout } from '../flextok/transformer.js';
+import { BatchLoader, mixSeed, type ImageDataset } from '../io/datasets.js';
+import { mseLoss } from '../tensor/nn.js';
+import { add, concat, mul, slice } from '../tensor/ops.js';
+import { namedTensors } from '../tensor/module.js';
+import { AdamW, clipGradNorm, EMA, warmupCosineLr } from '../tensor/optim.js';
+import { Rng } from '../tensor/rng.js';
+import { noGrad, Tensor } from '../tensor/tensor.js';
+import { decoderConfigOf, encoderConfigOf, type TokenizerTrainConfig } from './config.js';
+import { openDataset, sampleBatch } from './data.js';
+import { exportTokenizer, type ExportVae } from './export.js';
+import { decays, initDecoder, initEncoder } from './init.js';
+import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
+import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, startRunDir, TrainProgress, writeSampleGrid, type RunPaths } from './run.js';
+import { identityCodec, powerOfTwoKs, splitBatch, TokenizerModel, vaeCodec, type LatentCodec } from './tokenizer_model.js';
+
+/** What one micro-batch contributed. */
+export interface MicroStats {
+  loss: number;
+  rf: number;
+  repa: number | null;
+  /** nested-dropout keep counts drawn for each image */
+  keepK: number[];
+  /** CFG null-condition flags drawn for each image */
+  uncond: boolean[];
+  /** timesteps σ drawn for each image */
+  sigmas: number[];
+}
+
+export interface StepStats {
+  loss: number;
+  rf: number;
+  repa: number | null;
+  gradNorm: number;
+  lr: number;
+  images: number;
+  meanK: number;
+  uncondFraction: number;
+}
+
+export interface TokenizerTrainerDeps {
+  dataset: ImageDataset;
+  codec: LatentCodec;
+  teacher: RepaTeacher | null;
+}
+
+/** Names of the independent random streams (each seeded from the config seed, each checkpointed). */
+const STREAM_INIT = 1;
+const STREAM_TRAIN = 2;
+const STREAM_DATA = 3;
+
+export class TokenizerTrainer {
+  readonly encoder: RegisterEncoder;
+  readonly decoder: FlowDecoder;
+  readonly fsq: FSQ;
+  readonly projector: RepaProjector | null;
+  readonly model: TokenizerModel;
+  /** every model tensor by checkpoint name (trainable and fixed) */
+  readonly named: [string, Tensor][];
+  /** trainable parameters, in optimizer order, with their names */
+  readonly params: Tensor[];
+  readonly paramNames: string[];
+  readonly optimizer: AdamW;
+  readonly ema: EMA | null;
+  /** keep-k, null-condition, timestep and noise draws */
+  readonly rng: Rng;
+  readonly loader: BatchLoader;
+  /** optimizer steps done */
+  step = 0;
+  readonly latentSize: number;
+  readonly latentChannels: number;
+
+  constructor(readonly cfg: TokenizerTrainConfig, readonly deps: TokenizerTrainerDeps) {
+    const ds = deps.dataset;
+    if (ds.height !== cfg.data.resolution || ds.width !== cfg.data.resolution) {
+      throw new Error(`dataset ${ds.name} is ${ds.height}×${ds.width}, the config trains at ${cfg.data.resolution}×${cfg.data.resolution}`);
+    }
+    const f = deps.codec.downsampling;
+    if (cfg.data.resolution % f !== 0) throw new Error(`resolution ${cfg.data.resolution} is not a multiple of the VAE downsampling ${f}`);
+    this.latentSize = cfg.data.resolution / f;
+    this.latentChannels = deps.codec.channels ?? ds.channels;
+    const initRng = new Rng(mixSeed(cfg.seed, STREAM_INIT));
+    const encCfg = encoderConfigOf(cfg.model, this.latentChannels, this.latentSize);
+    const decCfg = decoderConfigOf(cfg.model, this.latentChannels, this.latentSize);
+    this.encoder = initEncoder(encCfg, initRng);
+    this.decoder = initDecoder(decCfg, initRng);
+    this.fsq = new FSQ(cfg.model.fsq_levels);
+    this.model = new TokenizerModel(this.encoder, this.decoder, cfg.model.fsq_levels, deps.codec);
+    if (cfg.repa) {
+      if (!deps.teacher) throw new Error('the config enables REPA but no teacher was given');
+      const probe = deps.teacher.features(sampleBatch(ds, 1));
+      this.projector = new RepaProjector(initRng, decCfg.dim, cfg.repa.projector_hidden, probe.shape[1]);
+    } else this.projector = null;
+
+    this.named = [
+      ...namedTensors(this.encoder, 'encoder.module_dict'),
+      ...namedTensors(this.decoder, 'decoder.module_dict'),
+      ...(this.projector ? namedTensors(this.projector, 'repa_projector') : []),
+    ];
+    const trainable = this.named.filter(([, t]) => t.requiresGrad);
+    const decay = trainable.filter(([n, t]) => decays(n, t));
+    const noDecay = trainable.filter(([n, t]) => !decays(n, t));
+    this.paramNames = [...decay, ...noDecay].map(([n]) => n);
+    this.params = [...decay, ...noDecay].map(([, t]) => t);
+    const o = cfg.optim;
+    this.optimizer = new AdamW([
+      { params: decay.map(([, t]) => t), weightDecay: o.weight_decay },
+      { params: noDecay.map(([, t]) => t), weightDecay: 0 },
+    ], { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weight_decay });
+    this.ema = o.ema_decay > 0 ? new EMA(this.params, o.ema_decay) : null;
+    this.rng = new Rng(mixSeed(cfg.seed, STREAM_TRAIN));
+    this.loader = new BatchLoader(ds, { batchSize: o.batch_size, seed: mixSeed(cfg.seed, STREAM_DATA), shuffle: true, flip: cfg.data.flip, dropLast: ds.size >= o.batch_size });
+  }
+
+  /** Trainable parameter count. */
+  get parameterCount(): number {
+    return this.params.reduce((s, p) => s + p.size, 0);
+  }
+
+  /** The training loss of one micro-batch with every random draw taken from `rng` (recorded for
+   * autograd unless called under noGrad). */
+  forwardLoss(images: Tensor, rng: Rng): { total: Tensor; rf: Tensor; repa: Tensor | null; keepK: number[]; uncond: boolean[]; sigmas: number[] } {
+    const cfg = this.cfg;
+    const b = images.shape[0];
+    const r = cfg.model.n_registers;
+    const x0 = this.deps.codec.encode(images, rng); // [B, C, h, w], no grad
+    const x0List = splitBatch(x0);
+
+    // Encoder → FSQ (straight-through), all images at once.
+    const z = concat(this.encoder.forward(x0List), 0); // [B, R, d]
+    const codesAll = this.fsq.quantizeBounded(this.fsq.bound(z));
+    const codes = Array.from({ length: b }, (_, i) => slice(codesAll, 0, i, i + 1));
+
+    // Training-time randomness, in a fixed order: keep-k, null condition, σ, ε.
+    const keepK = codes.map(() => sampleKeepK(cfg.flow.nested_dropout, r, (lo, hi) => rng.randint(lo, hi)));
+    const uncond = codes.map(() => cfg.flow.cfg_dropout > 0 && rng.bernoulli(cfg.flow.cfg_dropout));
+    const sigmas = sampleTimesteps(cfg.flow.timestep_sampler, b, rng);
+    const noised = x0List.map((x, i) => noiseLatents(x, { sigma: sigmas[i], noise: Tensor.randn(x.shape, rng) }));
+
+    // Decoder, with the hidden states after block repa.layer tapped for REPA.
+    let hidden: { x: Tensor; layout: SequenceLayout } | null = null;
+    const tap = this.projector ? { afterBlock: cfg.repa!.layer, onHidden: (x: Tensor, layout: SequenceLayout) => (hidden = { x, layout }) } : undefined;
+    const registers = this.decoder.registerTokens(codes, keepK, { uncond });
+    const v = this.decoder.forwardWithRegisters(noised.map((n) => n.xt), sigmas, registers, undefined, tap);
+    // Every image has the same size, so the mean of per-image MSEs is the MSE over the batch.
+    const rf = mseLoss(concat(v, 0), concat(noised.map((n) => n.target), 0));
+
+    let total = rf;
+    let repa: Tensor | null = null;
+    if (this.projector && hidden) {
+      const h = hidden as { x: Tensor; layout: SequenceLayout };
+      const g = this.latentSize / cfg.model.patch_size;
+      const patches = concat(h.layout.sampleStart.map((s) => slice(h.x, 0, s, s + g * g)), 0); // [B·P, D]
+      const target = noGrad(() => featuresToPatchRows(this.deps.teacher!.features(images), g, g, cfg.repa!.resample));
+      repa = negativeCosineLoss(this.projector.forward(patches), target);
+      total = add(rf, mul(repa, cfg.repa!.weight));
+    }
+    return { total, rf, repa, keepK, uncond, sigmas };
+  }
+
+  /** Forward and backward of one micro-batch (loss scaled by `scale` before backward). */
+  microStep(images: Tensor, scale = 1): MicroStats {
+    const f = this.forwardLoss(images, this.rng);
+    const loss = f.total.item();
+    if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${this.step + 1}: loss is ${loss} (lower the learning rate or enable grad_clip)`);
+    (scale === 1 ? f.total : mul(f.total, scale)).backward();
+    return { loss, rf: f.rf.item(), repa: f.repa?.item() ?? null, keepK: f.keepK, uncond: f.uncond, sigmas: f.sigmas };
+  }
+
+  /** The flow-matching loss on fixed images with draws from Rng(seed) (no autograd, no state change):
+   * a deterministic yardstick for comparing weights. */
+  evaluateLoss(images: Tensor, seed = 0): number {
+    return noGrad(() => this.forwardLoss(images, new Rng(seed)).rf.item());
+  }
+
+  /** One optimizer step over grad_accum micro-batches from the loader. */
+  trainStep(): StepStats {
+    const o = this.cfg.optim;
+    let loss = 0;
+    let rf = 0;
+    let repa = 0;
+    let images = 0;
+    let kSum = 0;
+    let uncondCount = 0;
+    for (let a = 0; a < o.grad_accum; a++) {
+      const batch = this.loader.next();
+      const s = this.microStep(batch.images, 1 / o.grad_accum);
+      loss += s.loss / o.grad_accum;
+      rf += s.rf / o.grad_accum;
+      if (s.repa !== null) repa += s.repa / o.grad_accum;
+      images += batch.images.shape[0];
+      kSum += s.keepK.reduce((x, y) => x + y, 0);
+      uncondCount += s.uncond.filter(Boolean).length;
+    }
+    const lr = warmupCosineLr(this.step, { baseLr: o.lr, warmupSteps: o.warmup_steps, totalSteps: o.total_steps, minLr: o.min_lr });
+    this.optimizer.lr = lr;
+    const gradNorm = clipGradNorm(this.params, o.grad_clip > 0 ? o.grad_clip : Infinity);
+    this.optimizer.step();
+    this.ema?.update();
+    this.optimizer.zeroGrad();
+    this.step++;
+    return { loss, rf, repa: this.projector ? repa : null, gradNorm, lr, images, meanK: kSum / images, uncondFraction: uncondCount / images };
+  }
+
+  /** Run fn with the EMA weights swapped in (the training weights are restored bit for bit after). */
+  withEmaWeights<T>(fn: () => T): T {
+    if (!this.ema) return fn();
+    const saved = this.params.map((p) => Float32Array.from(p.f));
+    this.ema.copyTo(this.params);
+    try {
+      return fn();
+    } finally {
+      this.params.forEach((p, i) => (p.f as Float32Array).set(saved[i]));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the training run
+
+export interface TokenizerRunOptions {
+  config: TokenizerTrainConfig;
+  outDir: string;
+  resume: boolean;
+  /** log lines (stderr by default) */
+  log?: (line: string) => void;
+  /** a REPA teacher to use instead of the one named in the config (tests) */
+  teacher?: RepaTeacher;
+}
+
+/** The VAE folder of a `vae` config entry: a VAE training run (its `vae/` export) or a diffusers folder. */
+export function resolveVaeDir(p: string): string {
+  const sub = path.join(p, 'vae');
+  if (fs.existsSync(path.join(sub, 'config.json'))) return sub;
+  if (fs.existsSync(path.join(p, 'config.json')) && fs.existsSync(path.join(p, 'diffusion_pytorch_model.safetensors'))) return p;
+  throw new Error(`vae '${p}': neither ${sub}/ nor ${p}/ holds a diffusers VAE (config.json + diffusion_pytorch_model.safetensors); train one with 'flextok train-vae'`);
+}
+
+/** Train (or resume) a tokenizer in `outDir`; returns the trainer at the end. */
+export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<TokenizerTrainer> {
+  const cfg = opts.config;
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const paths = runPaths(opts.outDir);
+  if (!opts.resume) startRunDir(paths, cfg);
+
+  const dataset = await openDataset(cfg.data, 'train');
+  let codec: LatentCodec = identityCodec;
+  let exportVae: ExportVae = { kind: 'identity', channels: dataset.channels };
+  if (cfg.vae !== 'none') {
+    const dir = resolveVaeDir(cfg.vae);
+    const vae = FlexTokVAE.fromFolder(dir);
+    codec = vaeCodec(vae, false);
+    exportVae = { kind: 'vae', vae, hubPath: `local/${path.basename(path.resolve(cfg.vae))}`, samplePosterior: false };
+  }
+  const teacher = cfg.repa ? (opts.teacher ?? (await loadTeacher(cfg.repa.teacher, cfg.repa.teacher_weights))) : null;
+  const trainer = new TokenizerTrainer(cfg, { dataset, codec, teacher });
+  const sampleSet = cfg.data.source === 'fashion-mnist' ? await openDataset(cfg.data, 'test') : dataset;
+  const sampleImages = sampleBatch(sampleSet, Math.min(cfg.run.sample_images, sampleSet.size));
+
+  const rngs = { train: trainer.rng };
+  let elapsedBefore = 0;
+  let imagesSeen = 0;
+  if (opts.resume) {
+    if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
+    const r = loadCheckpoint(paths.checkpoint, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader });
+    trainer.step = r.step;
+    elapsedBefore = Number(r.meta.elapsedSeconds ?? 0);
+    imagesSeen = Number(r.meta.imagesSeen ?? 0);
+    log(`resumed ${paths.dir} at step ${r.step}`);
+  }
+  const total = cfg.optim.total_steps;
+  const perStep = cfg.optim.batch_size * cfg.optim.grad_accum;
+  log(`tokenizer: ${(trainer.parameterCount / 1e6).toFixed(2)}M trainable parameters, ${trainer.latentChannels}×${trainer.latentSize}×${trainer.latentSize} latents, ` +
+    `${cfg.model.n_registers} tokens, data ${dataset.name} (${dataset.size} images), ${perStep} images/step, ${total} steps`);
+  const progress = new TrainProgress('train-tokenizer', total);
+  await runLoop({
+    label: 'train-tokenizer',
+    totalSteps: total,
+    imagesPerStep: perStep,
+    logEvery: cfg.run.log_every,
+    sampleEvery: cfg.run.sample_every,
+    checkpointEvery: cfg.run.checkpoint_every,
+    log: new JsonlLog(paths.log, opts.resume ? trainer.step : null),
+    progress,
+    startStep: trainer.step,
+    elapsedBefore,
+    imagesSeenBefore: imagesSeen,
+    trainStep: () => {
+      const s = trainer.trainStep();
+      const scalars: Record<string, number> = { loss: s.loss, rf: s.rf, mean_k: s.meanK, uncond_frac: s.uncondFraction };
+      if (s.repa !== null) scalars.repa = s.repa;
+      return { images: s.images, lr: s.lr, gradNorm: s.gradNorm, scalars };
+    },
+    describe: (a) => `loss ${a.loss.toFixed(4)}${a.repa !== undefined ? ` (rf ${a.rf.toFixed(4)}, repa ${a.repa.toFixed(3)})` : ''}`,
+    checkpoint: (step, counters) => {
+      saveCheckpoint(paths.checkpoint, {
+        step, named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames,
+        ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader,
+        meta: { kind: 'tokenizer', config: cfg, ...counters },
+      });
+      trainer.withEmaWeights(() => exportTokenizer(paths.model, {
+        encoder: trainer.encoder, decoder: trainer.decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow,
+        cfgDropout: cfg.flow.cfg_dropout, vae: exportVae, dtype: cfg.run.export_dtype,
+      }));
+      progress.message(`checkpoint saved at step ${step} (${paths.checkpoint}; model.safetensors)`);
+    },
+    samples: async (step) => {
+      const ks = powerOfTwoKs(cfg.model.n_registers);
+      const recon = trainer.withEmaWeights(() => trainer.model.reconstruct(sampleImages, ks, { steps: cfg.run.sample_steps, guidance: cfg.run.sample_guidance, seed: 0 }));
+      const file = sampleFile(paths, step);
+      await writeSampleGrid(file, [sampleImages, ...recon]);
+      progress.message(`samples at step ${step}: ${file} (rows: originals, then k = ${ks.join(', ')})`);
+    },
+  });
+  return trainer;
+}
+
+export type { RunPaths };

@@ -1,0 +1,232 @@
+// Tokenizer training: the loss goes down, nested dropout draws and masks as the official code does,
+// REPA contributes a finite loss and gradients, configs are validated, and the exported
+// model.safetensors has the official layout and reproduces the in-memory model.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { sampleKeepK } from '../src/flextok/decoder.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { parsePyLiteral } from '../src/io/pyliteral.js';
+import { Rng } from '../src/tensor/rng.js';
+import { noGrad, Tensor } from '../src/tensor/tensor.js';
+import { ConfigError, parseTokenizerConfig, readJsonFile, type TokenizerTrainConfig } from '../src/train/config.js';
+import { sampleBatch, syntheticShapes } from '../src/train/data.js';
+import { exportTokenizer, loadTrainedTokenizer, officialConfig, officialStateDict } from '../src/train/export.js';
+import { initDecoder, initEncoder } from '../src/train/init.js';
+import { pyFloatRepr, toPyStr } from '../src/train/pyliteral_write.js';
+import type { RepaTeacher } from '../src/train/repa.js';
+import { TokenizerTrainer, runTokenizerTraining } from '../src/train/tokenizer.js';
+import { identityCodec } from '../src/train/tokenizer_model.js';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const tinyJson = readJsonFile(path.join(root, 'configs/test-tiny.json')) as Record<string, unknown>;
+
+function tinyConfig(patch: (c: Record<string, any>) => void = () => {}): TokenizerTrainConfig {
+  const c = JSON.parse(JSON.stringify(tinyJson)) as Record<string, any>;
+  patch(c);
+  return parseTokenizerConfig(c, 'test config');
+}
+
+/** A fixed toy teacher: 4×4 average pooling of the image through a fixed random 1→8 channel map. */
+const toyTeacher: RepaTeacher = {
+  features(images: Tensor): Tensor {
+    const [b, , h, w] = images.shape;
+    const g = 4;
+    const proj = Tensor.randn([8], new Rng(99)).f;
+    const out = new Float32Array(b * 8 * g * g);
+    for (let n = 0; n < b; n++) {
+      for (let i = 0; i < g; i++) {
+        for (let j = 0; j < g; j++) {
+          let s = 0;
+          const ch = h / g;
+          const cw = w / g;
+          for (let y = i * ch; y < (i + 1) * ch; y++) for (let x = j * cw; x < (j + 1) * cw; x++) s += images.f[n * h * w + y * w + x];
+          const m = s / (ch * cw);
+          for (let c = 0; c < 8; c++) out[((n * 8 + c) * g + i) * g + j] = Math.tanh(proj[c] * m + 0.1 * c);
+        }
+      }
+    }
+    return new Tensor(out, [b, 8, g, g]);
+  },
+};
+
+test('keep-k sampling follows the official modes (spec §10.2)', () => {
+  const rng = new Rng(1);
+  const draw = (mode: 'uniform' | 'pow2' | 'uniform_pow2', n: number) => Array.from({ length: 20000 }, () => sampleKeepK(mode, n, (lo, hi) => rng.randint(lo, hi)));
+  const freq = (xs: number[], v: number) => xs.filter((x) => x === v).length / xs.length;
+
+  const uni = draw('uniform', 32);
+  assert.ok(uni.every((k) => Number.isInteger(k) && k >= 1 && k <= 32));
+  assert.ok(Math.abs(uni.reduce((a, b) => a + b, 0) / uni.length - 16.5) < 0.3);
+  const pow2 = draw('pow2', 32);
+  for (const k of [1, 2, 4, 8, 16, 32]) assert.ok(Math.abs(freq(pow2, k) - 1 / 6) < 0.015, `pow2 P(k=${k})`);
+  assert.ok(pow2.every((k) => [1, 2, 4, 8, 16, 32].includes(k)));
+  const up = draw('uniform_pow2', 32);
+  const expected: Record<number, number> = { 1: 1 / 32, 2: 1 / 32, 4: 2 / 32, 8: 4 / 32, 16: 8 / 32, 32: 16 / 32 };
+  for (const [k, p] of Object.entries(expected)) assert.ok(Math.abs(freq(up, Number(k)) - p) < 0.015, `uniform_pow2 P(k=${k}) = ${freq(up, Number(k))}, expected ${p}`);
+});
+
+test('training draws keep counts and null conditions, and the decoder ignores masked tokens', () => {
+  const cfg = tinyConfig((c) => (c.flow.cfg_dropout = 0.5));
+  const ds = syntheticShapes(32, 16);
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+  const stats = trainer.microStep(sampleBatch(ds, 16));
+  assert.equal(stats.keepK.length, 16);
+  assert.ok(stats.keepK.every((k) => [1, 2, 4, 8].includes(k)), `pow2 keep counts, got ${stats.keepK}`);
+  assert.ok(stats.uncond.some(Boolean) && stats.uncond.some((u) => !u), 'with p = 0.5 some images are unconditional and some not');
+  assert.ok(stats.sigmas.every((s) => s > 0 && s < 1));
+
+  // Tokens at positions ≥ k never reach the decoder output.
+  noGrad(() => {
+    const dec = trainer.decoder;
+    const x = Tensor.randn([1, 1, 16, 16], new Rng(3));
+    const codes = trainer.fsq.idsToCodes(Int32Array.from([5, 17, 99, 250, 3, 3, 3, 3]));
+    const other = trainer.fsq.idsToCodes(Int32Array.from([5, 17, 99, 250, 400, 401, 402, 403]));
+    const shape = [1, 8, 4];
+    const v1 = dec.forward([x], [0.5], [new Tensor(codes.f, shape)], [4])[0];
+    const v2 = dec.forward([x], [0.5], [new Tensor(other.f, shape)], [4])[0];
+    assert.deepEqual(Array.from(v1.f), Array.from(v2.f));
+  });
+});
+
+test('the flow-matching loss decreases over a few dozen steps on a small subset', () => {
+  const cfg = tinyConfig((c) => {
+    c.optim.total_steps = 40;
+    c.optim.grad_accum = 1;
+    c.optim.warmup_steps = 4;
+    c.optim.lr = 2e-3;
+    c.flow.cfg_dropout = 0;
+  });
+  const ds = syntheticShapes(32, 16);
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+  const evalImages = sampleBatch(ds, 16);
+  const before = trainer.evaluateLoss(evalImages, 5);
+  for (let i = 0; i < 40; i++) trainer.trainStep();
+  const after = trainer.evaluateLoss(evalImages, 5);
+  assert.ok(after < 0.8 * before, `loss ${before.toFixed(4)} → ${after.toFixed(4)}`);
+});
+
+test('REPA adds a finite cosine term and trains the projector and the decoder up to the tapped block', () => {
+  const cfg = tinyConfig((c) => (c.repa = { layer: 0, weight: 0.5, projector_hidden: 16, resample: 'avgpool' }));
+  const ds = syntheticShapes(16, 16);
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: toyTeacher });
+  const s = trainer.microStep(sampleBatch(ds, 8));
+  assert.ok(s.repa !== null && Number.isFinite(s.repa) && s.repa >= -1 && s.repa <= 1, `repa ${s.repa}`);
+  assert.ok(Math.abs(s.loss - (s.rf + 0.5 * s.repa!)) < 1e-5);
+  const gradOf = (name: string) => trainer.named.find(([n]) => n === name)![1].grad;
+  const g1 = gradOf('repa_projector.fc1.weight');
+  assert.ok(g1 && g1.f.some((v) => v !== 0), 'projector gets gradients');
+  // Bilinear resampling also works (teacher grid 4×4 to the 4×4 patch grid and beyond).
+  const cfg2 = tinyConfig((c) => (c.repa = { layer: 1, weight: 1, projector_hidden: 8, resample: 'bilinear' }));
+  const t2 = new TokenizerTrainer(cfg2, { dataset: ds, codec: identityCodec, teacher: toyTeacher });
+  const s2 = t2.trainStep();
+  assert.ok(s2.repa !== null && Number.isFinite(s2.repa));
+});
+
+test('a training run with REPA logs the REPA term', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-repa-'));
+  try {
+    const cfg = tinyConfig((c) => {
+      c.repa = { layer: 0, weight: 0.5, projector_hidden: 16 };
+      c.optim.total_steps = 4;
+      c.run.checkpoint_every = 0;
+    });
+    await runTokenizerTraining({ config: cfg, outDir: dir, resume: false, teacher: toyTeacher, log: () => {} });
+    const lines = fs.readFileSync(path.join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    assert.equal(lines.length, 2);
+    for (const l of lines) {
+      assert.ok(Number.isFinite(l.repa) && Number.isFinite(l.rf) && Number.isFinite(l.lr) && l.images_per_sec > 0);
+    }
+    assert.ok(fs.existsSync(path.join(dir, 'samples', 'step_000004.png')));
+    // The exported model has no REPA projector (training only).
+    const { tensors } = readSafetensors(path.join(dir, 'model.safetensors'));
+    assert.ok(![...tensors.keys()].some((k) => k.includes('repa')));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('configs are validated: unknown keys and impossible values are errors naming the key', () => {
+  assert.throws(() => tinyConfig((c) => (c.optim.learning_rate = 1)), (e: Error) => e instanceof ConfigError && /optim: unknown key "learning_rate"/.test(e.message));
+  assert.throws(() => tinyConfig((c) => (c.repa = { layer: 5 })), /repa.layer 5/);
+  assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout = 'linear')), /flow.nested_dropout/);
+  assert.throws(() => tinyConfig((c) => (c.model.encoder.dim = 30)), /dim 30 is not a multiple of head_dim 16/);
+  for (const f of fs.readdirSync(path.join(root, 'configs')).filter((n) => n.endsWith('.json'))) {
+    const json = readJsonFile(path.join(root, 'configs', f)) as { kind?: string };
+    if ((json.kind ?? 'tokenizer') === 'tokenizer') parseTokenizerConfig(json, f);
+  }
+});
+
+test('Python literals are written as Python prints them', () => {
+  assert.equal(pyFloatRepr(1e-5), '1e-05');
+  assert.equal(pyFloatRepr(0.0001), '0.0001');
+  assert.equal(pyFloatRepr(4), '4.0');
+  assert.equal(pyFloatRepr(1e16), '1e+16');
+  assert.equal(pyFloatRepr(123456789012345680), '1.2345678901234568e+17');
+  assert.equal(pyFloatRepr(0.1), '0.1');
+  assert.equal(pyFloatRepr(-2.5e-7), '-2.5e-07');
+  assert.equal(pyFloatRepr(1234.5), '1234.5');
+  assert.equal(toPyStr({ a: "it's", b: [1, true, null], c: 'x\\y\n' }), `{'a': "it's", 'b': [1, True, None], 'c': 'x\\\\y\\n'}`);
+  assert.equal(toPyStr('flextok.flextok_wrapper.FlexTok'), 'flextok.flextok_wrapper.FlexTok');
+});
+
+test('the export config and state_dict match the official layout of the golden checkpoint', () => {
+  const golden = readSafetensors('/work/shared/golden/e2e/model.safetensors');
+  const enc = {
+    dim: 64, depth: 2, head_dim: 32, mlp_ratio: 4, gated_mlp: true, qkv_bias: false, proj_bias: false, mlp_bias: false, qk_norm: true,
+    channels_in: 4, patch_sizes: [2, 2] as [number, number], max_sizes: [4, 4] as [number, number], n_registers: 8, dim_out: 4, mask_mode: 'causal_last' as const,
+  };
+  const dec = {
+    ...enc, mask_mode: 'full' as const, dim_in: 4, frequency_embedding_size: 64, max_timestep: 1,
+    null_cond: 'learned' as const, replace_with_single_token: false, adaLN_expansion: 2 as const, head_adaLN: true,
+  };
+  const flow = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0 }, nested_dropout: 'uniform' as const, cfg_dropout: 0 };
+  const config = officialConfig(enc, dec, [8, 5, 5, 5], flow, 0, { kind: 'identity', channels: 4 });
+  assert.deepEqual(Object.keys(config), ['_target_', 'vae', 'encoder', 'decoder', 'regularizer', 'flow_matching_noise_module', 'pipeline']);
+  for (const key of Object.keys(config)) {
+    if (key === 'vae') continue; // ours is the identity (pixel space), the golden one a real VAE
+    assert.equal(toPyStr(config[key]!), golden.metadata[key], `metadata '${key}' differs from the official string`);
+  }
+  assert.doesNotThrow(() => parsePyLiteral(toPyStr(config.vae!)));
+  const sd = officialStateDict(initEncoder(enc, new Rng(0)), initDecoder(dec, new Rng(0)), { kind: 'identity', channels: 4 });
+  const goldenKeys = [...golden.tensors.keys()].filter((k) => !k.startsWith('vae.'));
+  assert.deepEqual(sd.map(([n]) => n), goldenKeys);
+  for (const [n, t] of sd) assert.deepEqual([...t.shape], golden.tensors.get(n)!.shape, n);
+});
+
+test('the exported model.safetensors loads back and reproduces the in-memory model', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-export-'));
+  try {
+    const cfg = tinyConfig();
+    const ds = syntheticShapes(32, 16);
+    const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+    for (let i = 0; i < 3; i++) trainer.trainStep();
+    const file = path.join(dir, 'model.safetensors');
+    const images = sampleBatch(ds, 4);
+    const expected = trainer.withEmaWeights(() => {
+      exportTokenizer(file, { encoder: trainer.encoder, decoder: trainer.decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow, cfgDropout: cfg.flow.cfg_dropout, vae: { kind: 'identity', channels: 1 }, dtype: 'F32' });
+      const enc = trainer.model.encode(images);
+      return { ids: enc.ids, recon: trainer.model.reconstruct(images, [2, 8], { steps: 3, seed: 4 }) };
+    });
+    const loaded = loadTrainedTokenizer(file);
+    assert.equal(loaded.config.encoder.n_registers, 8);
+    assert.equal(loaded.codec.kind, 'identity');
+    const got = loaded.encode(images);
+    assert.deepEqual(got.ids.map((a) => Array.from(a)), expected.ids.map((a) => Array.from(a)));
+    const recon = loaded.reconstruct(images, [2, 8], { steps: 3, seed: 4 });
+    recon.forEach((r, i) => assert.deepEqual(Array.from(r.f), Array.from(expected.recon[i].f)));
+    // Metadata values are Python literals the official loader can read.
+    const { metadata } = readSafetensors(file);
+    for (const [k, v] of Object.entries(metadata)) if (k !== '_target_') assert.doesNotThrow(() => parsePyLiteral(v), k);
+
+    // F16 storage halves the size and stays close.
+    const f16 = path.join(dir, 'model_f16.safetensors');
+    exportTokenizer(f16, { encoder: trainer.encoder, decoder: trainer.decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow, cfgDropout: cfg.flow.cfg_dropout, vae: { kind: 'identity', channels: 1 }, dtype: 'F16' });
+    assert.ok(fs.statSync(f16).size < 0.6 * fs.statSync(file).size);
+    assert.equal(loadTrainedTokenizer(f16).encode(images).ids.length, 4);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
