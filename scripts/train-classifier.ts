@@ -1,6 +1,6 @@
 // Trains the Fashion-MNIST classifier (src/eval/classifier.ts) and writes its weights and model card.
 //
-//   node --import tsx scripts/train-classifier.ts [--epochs 4] [--batch 128] [--lr 3e-3] [--widths 32,64,128]
+//   node --import tsx scripts/train-classifier.ts [--epochs 5] [--batch 128] [--lr 3e-3] [--widths 16,32,64] [--head flatten|gap]
 //        [--seed 0] [--limit N] [--out models/fmnist-classifier]
 //
 // AdamW (β 0.9/0.999, weight decay 0.05 on conv/linear weights, none on norms and biases), linear warmup
@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import { AdamW, Rng, Tensor, backendName, clipGradNorm, crossEntropy, warmupCosineLr } from '../src/tensor/index.js';
 import { BatchLoader, loadFashionMnist } from '../src/io/datasets.js';
-import { FmnistClassifier, evaluateAccuracy } from '../src/eval/classifier.js';
+import { FmnistClassifier, evaluateAccuracy, type ClassifierHead } from '../src/eval/classifier.js';
 
 function parseArgs(argv: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -27,16 +27,17 @@ function parseArgs(argv: string[]): Record<string, string> {
 }
 
 const args = parseArgs(process.argv.slice(2));
-const epochs = Number(args.epochs ?? 4);
+const epochs = Number(args.epochs ?? 5);
 const batchSize = Number(args.batch ?? 128);
 const baseLr = Number(args.lr ?? 3e-3);
 const seed = Number(args.seed ?? 0);
-const widths = (args.widths ?? '32,64,128').split(',').map(Number) as [number, number, number];
+const widths = (args.widths ?? '16,32,64').split(',').map(Number) as [number, number, number];
+const head = (args.head ?? 'flatten') as ClassifierHead;
 const outDir = args.out ?? 'models/fmnist-classifier';
 
 const train = loadFashionMnist('train', args.limit ? { limit: Number(args.limit) } : {});
 const test = loadFashionMnist('test');
-const model = FmnistClassifier.random(new Rng(seed), widths);
+const model = FmnistClassifier.random(new Rng(seed), widths, head);
 const named = model.namedParameters();
 const decayed = named.filter(([n]) => n.endsWith('.weight')).map(([, t]) => t);
 const plain = named.filter(([n]) => !(n.endsWith('.weight'))).map(([, t]) => t);
@@ -46,7 +47,7 @@ const stepsPerEpoch = loader.batchesPerEpoch;
 const totalSteps = epochs * stepsPerEpoch;
 const warmupSteps = Math.min(200, Math.floor(totalSteps / 10));
 
-console.log(`backend ${backendName()}, ${model.parameterCount} parameters, widths [${widths.join(', ')}], ${epochs} epochs × ${stepsPerEpoch} steps of ${batchSize}`);
+console.log(`backend ${backendName()}, ${model.parameterCount} parameters, widths [${widths.join(', ')}], head ${head}, ${epochs} epochs × ${stepsPerEpoch} steps of ${batchSize}`);
 const t0 = Date.now();
 let runningLoss = 0;
 let runningAcc = 0;
@@ -110,11 +111,11 @@ Every conv is 3×3, no bias, then GroupNorm(8) and GELU.
 | block1 | conv ${w2}→${w2}, stride 1      | ${w2}×14×14 (features 'block1') |
 | down2  | conv ${w2}→${w3}, stride 2     | ${w3}×7×7         |
 | block2 | conv ${w3}→${w3}, stride 1    | ${w3}×7×7 (features 'block2') |
-| head   | global avg pool, linear ${w3}→10 | 10              |
+| head   | ${head === 'gap' ? `global avg pool, linear ${w3}→10` : `flatten, linear ${w3 * 49}→10`} | 10              |
 
 ## Training
 
-\`node --import tsx scripts/train-classifier.ts --epochs ${epochs} --batch ${batchSize} --lr ${baseLr} --widths ${widths.join(',')} --seed ${seed}\`
+\`node --import tsx scripts/train-classifier.ts --epochs ${epochs} --batch ${batchSize} --lr ${baseLr} --widths ${widths.join(',')} --head ${head} --seed ${seed}\`
 
 - data: Fashion-MNIST train split (${train.size} images), random horizontal flips, shuffled (seed ${seed})
 - AdamW lr ${baseLr}, weight decay 0.05 (weights only), ${warmupSteps} warmup steps then cosine to lr/100, grad clip 1

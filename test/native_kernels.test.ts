@@ -75,14 +75,16 @@ const maxAbs = (x: ArrayLike<number>): number => {
   return m;
 };
 
-/** bfloat16 rounding (round to nearest even), as float. */
-function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  const bits = u[0];
-  if ((bits & 0x7fffffff) > 0x7f800000) return x;
-  u[0] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16;
-  return f[0];
+/** bfloat16 rounding (round to nearest even) of every element, as float. */
+function bf16All(x: Float32Array): Float32Array {
+  const out = Float32Array.from(x);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; i++) {
+    const bits = u[i];
+    if ((bits & 0x7fffffff) > 0x7f800000) continue;
+    u[i] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16;
+  }
+  return out;
 }
 
 // ---- GEMM ----------------------------------------------------------------------------------
@@ -103,14 +105,14 @@ function checkGemm(c: GemmCase, bf: boolean, label: string): void {
   if (beta === 0) cArr.fill(NaN); // beta = 0 must ignore old contents
   const c0 = Float64Array.from(cArr);
   const expected: number[] = [], bound: number[] = [];
-  const rd = (x: number): number => (bf ? bf16(x) : x);
+  const ar = bf ? bf16All(a) : a, br = bf ? bf16All(b) : b;
   for (let bi = 0; bi < batch; bi++) {
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
         let s = 0, sa = 0;
         for (let p = 0; p < k; p++) {
-          const av = rd(a[aOffset + bi * strideA + (transA ? p * lda + i : i * lda + p)]);
-          const bv = rd(b[bOffset + bi * strideB + (transB ? j * ldb + p : p * ldb + j)]);
+          const av = ar[aOffset + bi * strideA + (transA ? p * lda + i : i * lda + p)];
+          const bv = br[bOffset + bi * strideB + (transB ? j * ldb + p : p * ldb + j)];
           s += av * bv;
           sa += Math.abs(av * bv);
         }
@@ -130,8 +132,7 @@ function checkGemm(c: GemmCase, bf: boolean, label: string): void {
       for (let j = 0; j < n; j++, e++) {
         const got = cArr[cOffset + bi * strideC + i * ldc + j];
         const tol = 2e-6 * Math.sqrt(k + 1) * bound[e] + 1e-30;
-        assert.ok(Math.abs(got - expected[e]) <= tol,
-          `${label} b${bi} (${i},${j}): got ${got}, expected ${expected[e]} (tol ${tol})`);
+        if (!(Math.abs(got - expected[e]) <= tol)) assert.fail(`${label} b${bi} (${i},${j}): got ${got}, expected ${expected[e]} (tol ${tol})`);
       }
     }
   }
@@ -140,14 +141,14 @@ function checkGemm(c: GemmCase, bf: boolean, label: string): void {
     for (let i = 0; i < m; i++) {
       for (let j = n; j < ldc && i * ldc + j < m * ldc; j++) {
         const ci = cOffset + bi * strideC + i * ldc + j;
-        assert.ok(Object.is(cArr[ci], c0[ci]) || (Number.isNaN(cArr[ci]) && Number.isNaN(c0[ci])), `${label}: wrote padding`);
+        if (!(Object.is(cArr[ci], c0[ci]) || (Number.isNaN(cArr[ci]) && Number.isNaN(c0[ci])))) assert.fail(`${label}: wrote padding`);
       }
     }
   }
 }
 
 const gemmShapes: Array<[number, number, number]> = [
-  [1, 1, 1], [3, 17, 5], [17, 65, 130], [65, 3, 1], [15, 33, 257], [130, 31, 17], [29, 70, 520],
+  [1, 1, 1], [3, 17, 5], [17, 65, 130], [65, 3, 1], [15, 33, 257], [130, 31, 17], [29, 70, 520], [6, 300, 70], [2, 37, 513],
 ];
 
 test('gemm: all transposes, edge tiles, alpha/beta, on every ISA', { skip }, () => {
@@ -182,6 +183,13 @@ test('gemm: large enough to run multithreaded (split M, split N, split batch)', 
       checkGemm({ m: 300, n: 70, k: 200, transA: false, transB: false, batch: 1, alpha: 1, beta: 0 }, false, `t${t} splitM`);
       checkGemm({ m: 40, n: 333, k: 150, transA: true, transB: true, batch: 1, alpha: 1, beta: 1 }, false, `t${t} splitN`);
       checkGemm({ m: 45, n: 50, k: 60, transA: false, transB: true, batch: 7, alpha: 1, beta: 0 }, false, `t${t} batch`);
+      checkGemm({ m: 5, n: 1000, k: 300, transA: true, transB: true, batch: 1, alpha: 1, beta: 0 }, false, `t${t} tiny M, B^T`);
+      checkGemm({ m: 3, n: 900, k: 200, transA: false, transB: false, batch: 1, alpha: 0.5, beta: 2 }, false, `t${t} tiny M`);
+      checkGemm({ m: 20, n: 1600, k: 30, transA: false, transB: false, batch: 1, alpha: 1, beta: 0.5 }, false, `t${t} wide (several NC blocks)`);
+      checkGemm({ m: 50, n: 100, k: 800, transA: true, transB: false, batch: 2, alpha: 2, beta: 1 }, false, `t${t} deep (several KC blocks)`);
+      checkGemm({ m: 61, n: 75, k: 1100, transA: false, transB: true, batch: 1, alpha: 1, beta: 0.5 }, true, `t${t} bf16 deep`);
+      checkGemm({ m: 200, n: 1700, k: 70, transA: true, transB: false, batch: 1, alpha: 1, beta: 0 }, true, `t${t} bf16 many panels`);
+      checkGemm({ m: 250, n: 1650, k: 420, transA: false, transB: false, batch: 1, alpha: 1, beta: 0.5 }, false, `t${t} many panels, NC and KC blocks`);
     }
   } finally {
     nativeThreads.set(saved);
@@ -403,8 +411,12 @@ test('unary forward/backward: every op vs float64 (incl. an accurate erf for gel
         if (n > 1) x[0] = 0.5 * (r.lo + r.hi); // a point in the middle (0 for symmetric ranges)
         const y = new Float32Array(n);
         K.unary(op, x, y, n);
-        const ey = Array.from(x, r.f);
-        assertClose(y, ey, 1e-6, 1e-37, `${isa} ${op} n=${n}`);
+        // tolerance: 1e-6 relative plus the op's own conditioning (|x f'(x)| times float32 eps)
+        for (let i = 0; i < n; i++) {
+          const e = r.f(x[i]);
+          const tol = 1e-6 * Math.abs(e) + 1.2e-7 * Math.abs(x[i] * r.df(x[i])) + 1e-37;
+          if (!(Math.abs(y[i] - e) <= tol)) assert.fail(`${isa} ${op} n=${n} [${i}] x=${x[i]}: got ${y[i]}, expected ${e}`);
+        }
         const dy = randn(n);
         const dx = new Float32Array(n).fill(0.25);
         K.unaryBackward(op, x, y, dy, dx, n, true);
@@ -412,7 +424,7 @@ test('unary forward/backward: every op vs float64 (incl. an accurate erf for gel
         const scaleDx = Array.from(x, (xv, i) => Math.abs(r.df(xv) * dy[i]));
         for (let i = 0; i < n; i++) {
           const tol = 3e-6 * (Math.abs(edx[i]) + scaleDx[i]) + 1e-30;
-          assert.ok(Math.abs(dx[i] - edx[i]) <= tol, `${isa} ${op}' n=${n} [${i}] x=${x[i]}: got ${dx[i]}, expected ${edx[i]}`);
+          if (!(Math.abs(dx[i] - edx[i]) <= tol)) assert.fail(`${isa} ${op}' n=${n} [${i}] x=${x[i]}: got ${dx[i]}, expected ${edx[i]}`);
         }
       }
     }
@@ -713,8 +725,7 @@ test('permute: float32 and int32, several ranks and permutations', { skip }, () 
     for (let o = 0; o < total; o++) {
       let src = 0;
       for (let d = 0; d < shape.length; d++) src += idx[d] * inStrides[perm[d]];
-      assert.equal(y[o], x[src], `permute f32 ${shape} ${perm} @${o}`);
-      assert.equal(yi[o], xi[src], `permute i32 ${shape} ${perm} @${o}`);
+      if (y[o] !== x[src] || yi[o] !== xi[src]) assert.fail(`permute ${shape} ${perm} @${o}`);
       for (let d = shape.length - 1; d >= 0; d--) { if (++idx[d] < outShape[d]) break; idx[d] = 0; }
     }
   }

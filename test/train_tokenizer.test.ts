@@ -230,3 +230,25 @@ test('the exported model.safetensors loads back and reproduces the in-memory mod
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('reconstruction evaluation reports MSE, PSNR, SSIM and class agreement per k', async () => {
+  const { evaluateReconstruction, reconstructionTable } = await import('../src/eval/reconstruction.js');
+  const cfg = tinyConfig();
+  const ds = syntheticShapes(12, 16);
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+  const images = sampleBatch(ds, 6);
+  const labels = Int32Array.from({ length: 6 }, (_, i) => ds.get(i).label);
+  const alwaysZero = { predict: (x: Tensor) => new Int32Array(x.shape[0]) };
+  const report = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 4, classifier: alwaysZero });
+  assert.deepEqual(report.rows.map((r) => r.k), [1, 8]);
+  const zeros = labels.filter((l) => l === 0).length / 6;
+  for (const r of report.rows) {
+    assert.ok(r.mse > 0 && Number.isFinite(r.psnr) && r.ssim <= 1);
+    assert.equal(r.classAgreement, zeros);
+  }
+  assert.equal(report.originalAccuracy, zeros);
+  // Batching does not change the numbers (noise is seeded per image position).
+  const again = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 6, classifier: alwaysZero });
+  assert.ok(Math.abs(again.rows[1].mse - report.rows[1].mse) < 1e-12);
+  assert.match(reconstructionTable(report), /\| k \| MSE \| PSNR \(dB\) \| SSIM \| class agreement \|/);
+});

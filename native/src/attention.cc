@@ -183,85 +183,6 @@ void backward_scalar_head(const AttentionParams& p, int64_t b, int64_t h) {
 }
 
 #if FT_X86
-// ---------------------------------------------------------------------------------------------
-// AVX-512 tile GEMM: C[M x N] (+)= A[M x K] B[K x N], all row-major with leading dimensions.
-// Register tile: up to 6 rows x 4 vectors (64 columns).
-// ---------------------------------------------------------------------------------------------
-
-template <int MR, int NV>
-FT_AVX512 void tile_kernel(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                           __mmask16 last, bool accumulate) {
-  __m512 c[MR][NV];
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) {
-      __mmask16 m = v == NV - 1 ? last : __mmask16(0xffff);
-      c[r][v] = accumulate ? _mm512_maskz_loadu_ps(m, C + r * ldc + 16 * v) : _mm512_setzero_ps();
-    }
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < K; k++) {
-    __m512 b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++)
-      b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, B + k * ldb + 16 * v) : _mm512_loadu_ps(B + k * ldb + 16 * v);
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++) {
-      __m512 a = _mm512_set1_ps(A[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) {
-      __mmask16 m = v == NV - 1 ? last : __mmask16(0xffff);
-      _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m, c[r][v]);
-    }
-}
-
-using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, __mmask16, bool);
-
-template <int MR>
-struct TileRow {
-  TileFn fn[5] = {nullptr, tile_kernel<MR, 1>, tile_kernel<MR, 2>, tile_kernel<MR, 3>, tile_kernel<MR, 4>};
-};
-struct TileTable {
-  TileFn fn[7][5];
-  TileTable() {
-    TileRow<1> r1;
-    TileRow<2> r2;
-    TileRow<3> r3;
-    TileRow<4> r4;
-    TileRow<5> r5;
-    TileRow<6> r6;
-    const TileFn* rows[7] = {nullptr, r1.fn, r2.fn, r3.fn, r4.fn, r5.fn, r6.fn};
-    for (int r = 1; r <= 6; r++)
-      for (int v = 0; v < 5; v++) fn[r][v] = rows[r][v];
-    for (int v = 0; v < 5; v++) fn[0][v] = nullptr;
-  }
-};
-const TileTable& tile_table() {
-  static TileTable t;
-  return t;
-}
-
-void tile_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-               int64_t ldc, bool accumulate) {
-  const TileTable& t = tile_table();
-  for (int64_t n0 = 0; n0 < N; n0 += 64) {
-    const int64_t nn = std::min<int64_t>(64, N - n0);
-    const int nv = static_cast<int>((nn + 15) / 16);
-    const int64_t rem = nn - (nv - 1) * 16;
-    const __mmask16 last = rem >= 16 ? __mmask16(0xffff) : __mmask16((1u << rem) - 1);
-    for (int64_t m0 = 0; m0 < M; m0 += 6) {
-      const int mr = static_cast<int>(std::min<int64_t>(6, M - m0));
-      t.fn[mr][nv](K, A + m0 * lda, lda, B + n0, ldb, C + m0 * ldc + n0, ldc, last, accumulate);
-    }
-  }
-}
-
 /** dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 FT_AVX512 void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
   for (int64_t r0 = 0; r0 < rows; r0 += 16) {
@@ -406,7 +327,7 @@ void forward_tile_avx512(const AttentionParams& p, int64_t b, int64_t h, int64_t
       if (p.mask && !block_has_allowed(p, b, q0, bq, lo, hi, k0, bk)) continue;
       const float* kbase = p.k + ((b * Lk + k0) * H + h) * D;
       transpose_block(kbase, rowStride, bk, D, Kt, BK);
-      tile_gemm(bq, bk, D, Qs, D, Kt, BK, S, BK, false);
+      tile_gemm_avx512(bq, bk, D, Qs, D, Kt, BK, S, BK, false);
       apply_mask(p, b, q0, bq, k0, bk, S, BK, lo, hi);
       for (int64_t r = 0; r < bq; r++) {
         float alpha;
@@ -417,7 +338,7 @@ void forward_tile_avx512(const AttentionParams& p, int64_t b, int64_t h, int64_t
         }
         lRun[r] += rs;
       }
-      tile_gemm(bq, D, bk, S, BK, p.v + ((b * Lk + k0) * H + h) * D, rowStride, O, D, true);
+      tile_gemm_avx512(bq, D, bk, S, BK, p.v + ((b * Lk + k0) * H + h) * D, rowStride, O, D, true);
     }
   }
   for (int64_t r = 0; r < bq; r++) {
@@ -522,19 +443,19 @@ void backward_head_avx512(const AttentionParams& p, int64_t b, int64_t h) {
       const int64_t bq = std::min(BQ, Lq - q0);
       if (!block_has_allowed(p, b, q0, bq, lo + q0, hi + q0, k0, bk)) continue;
       // S = Q K^T (unscaled), masked; P = exp(scale S - lse)
-      tile_gemm(bq, bk, D, Qc + q0 * D, D, Kt, BK, S, BK, false);
+      tile_gemm_avx512(bq, bk, D, Qc + q0 * D, D, Kt, BK, S, BK, false);
       apply_mask(p, b, q0, bq, k0, bk, S, BK, lo + q0, hi + q0);
       probs_from_scores(S, BK, bq, bk, L + q0, p.scale);
       // dV += P^T dO
       transpose_block(S, BK, bq, bk, Tt, BQ);
-      tile_gemm(bk, D, bq, Tt, BQ, dOc + q0 * D, D, dV, D, true);
+      tile_gemm_avx512(bk, D, bq, Tt, BQ, dOc + q0 * D, D, dV, D, true);
       // dP = dO V^T; dS = scale P (dP - Drow)
-      tile_gemm(bq, bk, D, dOc + q0 * D, D, Vt, BK, dP, BK, false);
+      tile_gemm_avx512(bq, bk, D, dOc + q0 * D, D, Vt, BK, dP, BK, false);
       dscores(S, dP, BK, bq, bk, Drow + q0, p.scale);
       // dQ += dS K; dK += dS^T Q
-      tile_gemm(bq, D, bk, dP, BK, Kc, D, dQ + q0 * D, D, true);
+      tile_gemm_avx512(bq, D, bk, dP, BK, Kc, D, dQ + q0 * D, D, true);
       transpose_block(dP, BK, bq, bk, Tt, BQ);
-      tile_gemm(bk, D, bq, Tt, BQ, Qc + q0 * D, D, dK, D, true);
+      tile_gemm_avx512(bk, D, bq, Tt, BQ, Qc + q0 * D, D, dK, D, true);
     }
     for (int64_t j = 0; j < bk; j++) {
       std::memcpy(p.dk + ((b * Lk + k0 + j) * H + h) * D, dK + j * D, D * sizeof(float));

@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(FT_NO_X86)  // FT_NO_X86: check the portable build
 #define FT_X86 1
 #include <immintrin.h>
 #else
@@ -66,6 +66,13 @@ void gemm(const GemmParams& p, bool bf16);
 /** Single-threaded GEMM on one matrix (used inside other kernels' tasks). */
 void gemm_serial(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool bf16);
+
+#if FT_X86
+/** C[M x N] (+)= A[M x K] B[K x N] (row-major, leading dimensions), AVX-512 register tiles, no packing.
+ * Only valid while the active ISA is AVX-512. */
+void tile_gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, bool accumulate);
+#endif
 
 // ---- attention ----
 struct AttentionParams {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "common.h"
@@ -92,57 +93,65 @@ template <int R>
 FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0,
                                 int64_t kc, int64_t kcPad, float* dst) {
   static_assert(R == 14 || R == 32, "panel width");
-  for (int64_t ip = 0; ip < rows; ip += R) {
-    int64_t rr = std::min<int64_t>(R, rows - ip);
-    float* d = dst + (ip / R) * kcPad * R;
-    if (trans) {
-      // rows of the panel are contiguous in memory for each kk: plain copies
-      if (R == 32) {
-        __mmask16 m0 = rr >= 16 ? __mmask16(0xffff) : __mmask16((1u << rr) - 1);
-        __mmask16 m1 = rr >= 32 ? __mmask16(0xffff) : rr > 16 ? __mmask16((1u << (rr - 16)) - 1) : __mmask16(0);
-        for (int64_t kk = 0; kk < kc; kk++) {
-          const float* s = x + (p0 + kk) * ld + i0 + ip;
-          _mm512_store_ps(d + kk * 32, _mm512_maskz_loadu_ps(m0, s));
-          _mm512_store_ps(d + kk * 32 + 16, _mm512_maskz_loadu_ps(m1, s + 16));
-        }
-      } else {
-        __mmask16 m = __mmask16((1u << rr) - 1);
-        for (int64_t kk = 0; kk < kc; kk++) {
-          const float* s = x + (p0 + kk) * ld + i0 + ip;
-          _mm512_mask_storeu_ps(d + kk * 14, 0x3fff, _mm512_maskz_loadu_ps(m, s));
+  const int64_t panels = (rows + R - 1) / R;
+  if (trans) {
+    // the R values of a panel are contiguous in memory for each kk: walk memory row by row
+    for (int64_t kk = 0; kk < kc; kk++) {
+      const float* s = x + (p0 + kk) * ld + i0;
+      for (int64_t pn = 0; pn < panels; pn++) {
+        const int64_t rr = std::min<int64_t>(R, rows - pn * R);
+        float* d = dst + pn * kcPad * R + kk * R;
+        const float* sp = s + pn * R;
+        if (R == 32) {
+          if (rr == 32) {
+            _mm512_store_ps(d, _mm512_loadu_ps(sp));
+            _mm512_store_ps(d + 16, _mm512_loadu_ps(sp + 16));
+          } else {
+            __mmask16 m0 = rr >= 16 ? __mmask16(0xffff) : __mmask16((1u << rr) - 1);
+            __mmask16 m1 = rr > 16 ? __mmask16((1u << (rr - 16)) - 1) : __mmask16(0);
+            _mm512_store_ps(d, _mm512_maskz_loadu_ps(m0, sp));
+            _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(m1, sp + 16));
+          }
+        } else {
+          __mmask16 m = __mmask16((1u << rr) - 1);
+          _mm512_mask_storeu_ps(d, 0x3fff, _mm512_maskz_loadu_ps(m, sp));
         }
       }
-    } else {
+    }
+  } else {
+    for (int64_t pn = 0; pn < panels; pn++) {
+      const int64_t ip = pn * R;
+      const int64_t rr = std::min<int64_t>(R, rows - ip);
+      float* d = dst + pn * kcPad * R;
       // each panel row is contiguous along k: transpose 16x16 blocks
       for (int half = 0; half < (R == 32 ? 2 : 1); half++) {
-        int64_t rbase = half * 16;
-        int64_t rcount = std::min<int64_t>(16, std::max<int64_t>(0, rr - rbase));
-        int64_t rlimit = R == 32 ? 16 : 14;
+        const int64_t rbase = half * 16;
+        const int64_t rcount = std::min<int64_t>(16, std::max<int64_t>(0, rr - rbase));
         const float* src[16];
         for (int r = 0; r < 16; r++) src[r] = r < rcount ? x + (i0 + ip + rbase + r) * ld + p0 : nullptr;
         for (int64_t kk = 0; kk < kc; kk += 16) {
-          int64_t kn = std::min<int64_t>(16, kc - kk);
-          __mmask16 km = kn == 16 ? __mmask16(0xffff) : __mmask16((1u << kn) - 1);
+          const int64_t kn = std::min<int64_t>(16, kc - kk);
+          const __mmask16 km = kn == 16 ? __mmask16(0xffff) : __mmask16((1u << kn) - 1);
           __m512 v[16];
           for (int r = 0; r < 16; r++) v[r] = src[r] ? _mm512_maskz_loadu_ps(km, src[r] + kk) : _mm512_setzero_ps();
           vm::transpose16(v);
           if (R == 32) {
             for (int j = 0; j < kn; j++) _mm512_store_ps(d + (kk + j) * 32 + rbase, v[j]);
           } else {
-            (void)rlimit;
             for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(d + (kk + j) * 14, 0x3fff, v[j]);
           }
         }
       }
     }
-    for (int64_t kk = kc; kk < kcPad; kk++)
-      for (int r = 0; r < R; r++) d[kk * R + r] = 0.f;
   }
+  for (int64_t pn = 0; pn < panels; pn++)
+    for (int64_t kk = kc; kk < kcPad; kk++)
+      for (int r = 0; r < R; r++) dst[pn * kcPad * R + kk * R + r] = 0.f;
 }
 
-/** Converts packed fp32 rows (pairs of W-float rows) into W bf16-pair words in place: word = lo | hi << 16. */
-FT_AVX512 void pairs_to_bf16_avx512(float* buf, int64_t npairs, int W) {
-  uint32_t* out = reinterpret_cast<uint32_t*>(buf);
+/** Converts packed fp32 rows (pairs of W-float rows) at src into W bf16-pair words at dst: word = lo | hi << 16. */
+FT_AVX512 void pairs_to_bf16_avx512(const float* buf, int64_t npairs, int W, float* dst) {
+  uint32_t* out = reinterpret_cast<uint32_t*>(dst);
   const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
   const __m512i absmask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
   const __m512i quiet = _mm512_set1_epi32(0x40);
@@ -167,17 +176,6 @@ FT_AVX512 void pairs_to_bf16_avx512(float* buf, int64_t npairs, int W) {
 }
 #endif
 
-void pairs_to_bf16_generic(float* buf, int64_t npairs, int W) {
-  uint32_t* out = reinterpret_cast<uint32_t*>(buf);
-  std::vector<uint32_t> tmp(W);
-  for (int64_t q = 0; q < npairs; q++) {
-    const float* lo = buf + 2 * q * W;
-    const float* hi = lo + W;
-    for (int c = 0; c < W; c++) tmp[c] = bf16_bits(lo[c]) | (bf16_bits(hi[c]) << 16);
-    std::memcpy(out + q * W, tmp.data(), W * 4);
-  }
-}
-
 void round_buffer_bf16(float* buf, int64_t n) {
   for (int64_t i = 0; i < n; i++) buf[i] = round_bf16(buf[i]);
 }
@@ -186,6 +184,9 @@ void round_buffer_bf16(float* buf, int64_t n) {
 // Microkernels. Contract: acc(MR x NR) = sum over kc of packed A (kc x MR) times packed B (kc x NR);
 // then C[r, c] = alpha * acc + beta * C[r, c] for r < mr, c < nr (beta == 0: C is not read).
 // ---------------------------------------------------------------------------------------------
+
+/** How many k steps ahead the microkernels prefetch the packed B panel. */
+constexpr int kPrefetchK = 8;
 
 #if FT_X86
 template <int MR>
@@ -198,12 +199,16 @@ FT_AVX512 void ukr_avx512_f32(int64_t kc, const float* __restrict A, const float
     c1[r] = _mm512_setzero_ps();
   }
 #pragma GCC unroll 14
-  for (int r = 0; r < MR; r++) _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+  for (int r = 0; r < MR; r++) {  // both cache lines of each C row, well before the stores
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 31), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m512 b0 = _mm512_load_ps(B);
     __m512 b1 = _mm512_load_ps(B + 16);
-    _mm_prefetch(reinterpret_cast<const char*>(B + 32 * 8), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(B + 32 * kPrefetchK), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(B + 32 * kPrefetchK + 16), _MM_HINT_T0);
 #pragma GCC unroll 14
     for (int r = 0; r < MR; r++) {
       __m512 a = _mm512_set1_ps(A[r]);
@@ -247,12 +252,16 @@ FT_AVX512BF16 void ukr_avx512_bf16(int64_t kc2, const float* __restrict Af, cons
     c1[r] = _mm512_setzero_ps();
   }
 #pragma GCC unroll 14
-  for (int r = 0; r < MR; r++) _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+  for (int r = 0; r < MR; r++) {  // both cache lines of each C row, well before the stores
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 31), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc2; k++) {
     __m512bh b0 = (__m512bh)_mm512_load_si512(B);
     __m512bh b1 = (__m512bh)_mm512_load_si512(B + 16);
-    _mm_prefetch(reinterpret_cast<const char*>(B + 32 * 8), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(B + 32 * kPrefetchK), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(B + 32 * kPrefetchK + 16), _MM_HINT_T0);
 #pragma GCC unroll 14
     for (int r = 0; r < MR; r++) {
       __m512bh a = (__m512bh)_mm512_set1_epi32(A[r]);
@@ -360,6 +369,7 @@ struct KernelSet {
   Ukr ukr[15];       // ukr[rows] for rows in 1..mr
   bool bf16Pairs;    // packed operands are bf16 pairs (k halved)
   bool emulateBf16;  // round packed fp32 operands to bf16
+  bool smallM;       // tiny-M GEMMs may skip packing (gemm_small_m)
   void (*packA)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
   void (*packB)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
   Blocking blk;
@@ -423,22 +433,24 @@ void packA_4(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64
 struct Families {
   KernelSet avx512, avx512bf16, avx512emu, avx2, avx2emu, scalar, scalaremu;
   Families() {
-    int64_t mc = env_int("FLEXTOK_GEMM_MC", 336), nc = env_int("FLEXTOK_GEMM_NC", 1536),
-            kc = env_int("FLEXTOK_GEMM_KC", 384);
 #if FT_X86
-    avx512 = KernelSet{14, 32, {}, false, false, packA_avx512, packB_avx512, {mc / 14 * 14, nc / 32 * 32, kc}};
+    // AVX-512 blocking: MC rows of A per task (L2), NC columns of B per packed panel, KC deep
+    const int64_t mc = env_int("FLEXTOK_GEMM_MC", 168), nc = env_int("FLEXTOK_GEMM_NC", 1536),
+                  kc = env_int("FLEXTOK_GEMM_KC", 384);
+    avx512 = KernelSet{14, 32, {}, false, false, true, packA_avx512, packB_avx512, {mc / 14 * 14, nc / 32 * 32, kc}};
     fill_table<Avx512F32>(avx512.ukr, std::make_integer_sequence<int, 14>{});
     avx512emu = avx512;
     avx512emu.emulateBf16 = true;
-    avx512bf16 = KernelSet{14, 32, {}, true, false, packA_avx512, packB_avx512,
-                           {mc / 14 * 14, nc / 32 * 32, env_int("FLEXTOK_GEMM_KC_BF16", 512) / 2 * 2}};
+    avx512emu.smallM = false;
+    avx512bf16 = KernelSet{14, 32, {}, true, false, false, packA_avx512, packB_avx512,
+                           {mc / 14 * 14, nc / 32 * 32, env_int("FLEXTOK_GEMM_KC_BF16", 768) / 2 * 2}};
     fill_table<Avx512Bf16>(avx512bf16.ukr, std::make_integer_sequence<int, 14>{});
-    avx2 = KernelSet{6, 16, {}, false, false, packA_6, packB_16, {144, 1024, 256}};
+    avx2 = KernelSet{6, 16, {}, false, false, false, packA_6, packB_16, {144, 1024, 256}};
     fill_table<Avx2F32>(avx2.ukr, std::make_integer_sequence<int, 6>{});
     avx2emu = avx2;
     avx2emu.emulateBf16 = true;
 #endif
-    scalar = KernelSet{4, 16, {}, false, false, packA_4, packB_16, {64, 512, 256}};
+    scalar = KernelSet{4, 16, {}, false, false, false, packA_4, packB_16, {64, 512, 256}};
     fill_table<ScalarF32>(scalar.ukr, std::make_integer_sequence<int, 4>{});
     scalaremu = scalar;
     scalaremu.emulateBf16 = true;
@@ -475,6 +487,233 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   }
 }
 
+#if FT_X86
+// ---------------------------------------------------------------------------------------------
+// AVX-512 tile GEMM (no packing): C[M x N] (+)= A[M x K] B[K x N], all row-major with leading dimensions.
+// Register tile: up to 6 rows x 4 vectors (64 columns). Used by attention and by GEMMs with tiny M.
+// ---------------------------------------------------------------------------------------------
+
+template <int MR, int NV>
+FT_AVX512 void tile_kernel(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                           __mmask16 last, bool accumulate) {
+  __m512 c[MR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      __mmask16 m = v == NV - 1 ? last : __mmask16(0xffff);
+      c[r][v] = accumulate ? _mm512_maskz_loadu_ps(m, C + r * ldc + 16 * v) : _mm512_setzero_ps();
+    }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; k++) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+      b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, B + k * ldb + 16 * v) : _mm512_loadu_ps(B + k * ldb + 16 * v);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      __mmask16 m = v == NV - 1 ? last : __mmask16(0xffff);
+      _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m, c[r][v]);
+    }
+}
+
+using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, __mmask16, bool);
+
+template <int MR>
+struct TileRow {
+  TileFn fn[5] = {nullptr, tile_kernel<MR, 1>, tile_kernel<MR, 2>, tile_kernel<MR, 3>, tile_kernel<MR, 4>};
+};
+struct TileTable {
+  TileFn fn[7][5];
+  TileTable() {
+    TileRow<1> r1;
+    TileRow<2> r2;
+    TileRow<3> r3;
+    TileRow<4> r4;
+    TileRow<5> r5;
+    TileRow<6> r6;
+    const TileFn* rows[7] = {nullptr, r1.fn, r2.fn, r3.fn, r4.fn, r5.fn, r6.fn};
+    for (int r = 1; r <= 6; r++)
+      for (int v = 0; v < 5; v++) fn[r][v] = rows[r][v];
+    for (int v = 0; v < 5; v++) fn[0][v] = nullptr;
+  }
+};
+const TileTable& tile_table() {
+  static TileTable t;
+  return t;
+}
+
+}  // namespace
+
+void tile_gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+               int64_t ldc, bool accumulate) {
+  const TileTable& t = tile_table();
+  for (int64_t n0 = 0; n0 < N; n0 += 64) {
+    const int64_t nn = std::min<int64_t>(64, N - n0);
+    const int nv = static_cast<int>((nn + 15) / 16);
+    const int64_t rem = nn - (nv - 1) * 16;
+    const __mmask16 last = rem >= 16 ? __mmask16(0xffff) : __mmask16((1u << rem) - 1);
+    for (int64_t m0 = 0; m0 < M; m0 += 6) {
+      const int mr = static_cast<int>(std::min<int64_t>(6, M - m0));
+      t.fn[mr][nv](K, A + m0 * lda, lda, B + n0, ldb, C + m0 * ldc + n0, ldc, last, accumulate);
+    }
+  }
+}
+
+namespace {
+
+/** Dot products for tiny M with B transposed: out[r*ldo + (j - j0)] = sum_p A[r*lda + p] * B[j*ldb + p]
+ * for r < M, j in [j0, j1); four columns of C at a time. */
+template <int M>
+FT_AVX512 void small_m_dots(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t j0, int64_t j1,
+                            float* out, int64_t ldo) {
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    __m512 acc[M][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < M; r++)
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < K; p += 16) {
+      const __mmask16 t = vm::tail_mask(K - p);
+      __m512 b[4];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; q++) b[q] = _mm512_maskz_loadu_ps(t, B + (j + q) * ldb + p);
+#pragma GCC unroll 6
+      for (int r = 0; r < M; r++) {
+        const __m512 a = _mm512_maskz_loadu_ps(t, A + r * lda + p);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
+      }
+    }
+    for (int r = 0; r < M; r++)
+      for (int q = 0; q < 4; q++) out[r * ldo + (j + q - j0)] = _mm512_reduce_add_ps(acc[r][q]);
+  }
+  for (; j < j1; j++) {
+    __m512 acc[M];
+    for (int r = 0; r < M; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < K; p += 16) {
+      const __mmask16 t = vm::tail_mask(K - p);
+      const __m512 bv = _mm512_maskz_loadu_ps(t, B + j * ldb + p);
+      for (int r = 0; r < M; r++) acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t, A + r * lda + p), bv, acc[r]);
+    }
+    for (int r = 0; r < M; r++) out[r * ldo + (j - j0)] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+
+using SmallDotFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, int64_t, int64_t, float*, int64_t);
+const SmallDotFn kSmallDots[7] = {nullptr, small_m_dots<1>, small_m_dots<2>, small_m_dots<3>,
+                                  small_m_dots<4>, small_m_dots<5>, small_m_dots<6>};
+
+constexpr int64_t kSmallM = 6;
+
+/** C = alpha op(A) op(B) + beta C for m <= kSmallM, reading B in place (no packing): GEMV-like calls such as
+ * one-token decoding steps. Splits the columns over the pool when `parallel`. */
+void gemm_small_m(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool parallel) {
+  const float* A = a;
+  int64_t la = lda;
+  if (transA) {  // rows of op(A) made contiguous
+    float* t = static_cast<float*>(scratch(kScratchMisc, size_t(m) * k * sizeof(float)));
+    for (int64_t p = 0; p < k; p++)
+      for (int64_t i = 0; i < m; i++) t[i * k + p] = a[p * lda + i];
+    A = t;
+    la = k;
+  }
+  const bool direct = alpha == 1.f && beta == 0.f;
+  constexpr int64_t kChunk = 256;
+  const int64_t tasks = (n + kChunk - 1) / kChunk;
+  auto body = [&](int64_t t, int) {
+    const int64_t j0 = t * kChunk, j1 = std::min(n, j0 + kChunk), w = j1 - j0;
+    alignas(64) float tmp[kSmallM * kChunk];
+    float* out = direct ? c + j0 : tmp;
+    const int64_t ldo = direct ? ldc : w;
+    if (transB) kSmallDots[m](k, A, la, b, ldb, j0, j1, out, ldo);
+    else tile_gemm_avx512(m, w, k, A, la, b + j0, ldb, out, ldo, false);
+    if (!direct)
+      for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < w; j++) {
+          float* cc = c + r * ldc + j0 + j;
+          *cc = beta == 0.f ? alpha * tmp[r * w + j] : alpha * tmp[r * w + j] + beta * *cc;
+        }
+  };
+  if (parallel && tasks > 1 && 2.0 * m * n * k >= 2.0e5) parallel_for(tasks, body);
+  else
+    for (int64_t t = 0; t < tasks; t++) body(t, 0);
+}
+
+#endif
+
+/** Packs op(A) rows [i0, i0+rows) x k-range [pc, pc+kc) into MR-row panels at dst (bf16 pairs / rounding applied). */
+void pack_a_block(const KernelSet& ks, bool transA, const float* a, int64_t lda, int64_t i0, int64_t rows, int64_t pc,
+                  int64_t kc, int64_t kcPad, float* dst) {
+  const int64_t panels = (rows + ks.mr - 1) / ks.mr;
+  if (ks.bf16Pairs) {  // fp32 panels go to a private buffer first: the bf16 result is half their size
+#if FT_X86
+    float* tmp = static_cast<float*>(scratch(kScratchMisc, panels * kcPad * ks.mr * sizeof(float)));
+    ks.packA(transA, a, lda, i0, rows, pc, kc, kcPad, tmp);
+    pairs_to_bf16_avx512(tmp, panels * kcPad / 2, ks.mr, dst);
+#endif
+    return;
+  }
+  ks.packA(transA, a, lda, i0, rows, pc, kc, kcPad, dst);
+  if (ks.emulateBf16) round_buffer_bf16(dst, panels * kcPad * ks.mr);
+}
+
+/** Packs op(B) columns [j0, j0+cols) x k-range [pc, pc+kc) into NR-column panels at dst. */
+void pack_b_block(const KernelSet& ks, bool transB, const float* b, int64_t ldb, int64_t j0, int64_t cols, int64_t pc,
+                  int64_t kc, int64_t kcPad, float* dst) {
+  const int64_t panels = (cols + ks.nr - 1) / ks.nr;
+  if (ks.bf16Pairs) {
+#if FT_X86
+    float* tmp = static_cast<float*>(scratch(kScratchMisc, panels * kcPad * ks.nr * sizeof(float)));
+    ks.packB(transB, b, ldb, j0, cols, pc, kc, kcPad, tmp);
+    pairs_to_bf16_avx512(tmp, panels * kcPad / 2, ks.nr, dst);
+#endif
+    return;
+  }
+  ks.packB(transB, b, ldb, j0, cols, pc, kc, kcPad, dst);
+  if (ks.emulateBf16) round_buffer_bf16(dst, panels * kcPad * ks.nr);
+}
+
+/** Runs the microkernel over A panels [ip0, ip1) x B panels [jp0, jp1) of one packed (ic, jc, pc) block.
+ * C points at element (row of panel 0, column of panel 0); m, n bound the valid rows/columns. */
+void macro_kernel(const KernelSet& ks, int64_t kIter, const float* packA, int64_t panelA, const float* packB,
+                  int64_t panelB, int64_t ip0, int64_t ip1, int64_t jp0, int64_t jp1, int64_t m, int64_t n, float* c,
+                  int64_t ldc, float alpha, float beta) {
+  const int MR = ks.mr, NR = ks.nr;
+  for (int64_t jp = jp0; jp < jp1; jp++) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, n - jp * NR));
+    const float* bp = packB + jp * panelB;
+    for (int64_t ip = ip0; ip < ip1; ip++) {
+      const int mr = static_cast<int>(std::min<int64_t>(MR, m - ip * MR));
+      ks.ukr[mr](kIter, packA + ip * panelA, bp, c + ip * MR * ldc + jp * NR, ldc, nr, alpha, beta);
+    }
+  }
+}
+
+struct KBlock {
+  int64_t kc, kcPad, kIter, panelA, panelB;
+};
+KBlock k_block(const KernelSet& ks, int64_t k, int64_t pc) {
+  KBlock b;
+  b.kc = std::min(ks.blk.kc, k - pc);
+  b.kcPad = ks.bf16Pairs ? (b.kc + 1) / 2 * 2 : b.kc;
+  b.kIter = ks.bf16Pairs ? b.kcPad / 2 : b.kc;
+  b.panelA = (ks.bf16Pairs ? b.kcPad / 2 : b.kcPad) * ks.mr;
+  b.panelB = (ks.bf16Pairs ? b.kcPad / 2 : b.kcPad) * ks.nr;
+  return b;
+}
+
 /** One GEMM on the calling thread: C[m x n] = alpha op(A) op(B) + beta C. */
 void gemm_one(const KernelSet& ks, bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -483,10 +722,15 @@ void gemm_one(const KernelSet& ks, bool transA, bool transB, int64_t m, int64_t 
     scale_c(m, n, beta, c, ldc);
     return;
   }
+#if FT_X86
+  if (ks.smallM && m <= kSmallM) {
+    gemm_small_m(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false);
+    return;
+  }
+#endif
   const int MR = ks.mr, NR = ks.nr;
   const int64_t MC = ks.blk.mc, NC = ks.blk.nc, KC = ks.blk.kc;
-  const int64_t kcMax = std::min(KC, k);
-  const int64_t kcPadMax = (kcMax + 1) / 2 * 2;
+  const int64_t kcPadMax = (std::min(KC, k) + 1) / 2 * 2;
   const int64_t ncMax = std::min(NC, (n + NR - 1) / NR * NR);
   const int64_t mcMax = std::min(MC, (m + MR - 1) / MR * MR);
   float* packB = static_cast<float*>(scratch(kScratchPackB, (ncMax + NR) * kcPadMax * sizeof(float)));
@@ -496,41 +740,94 @@ void gemm_one(const KernelSet& ks, bool transA, bool transB, int64_t m, int64_t 
     const int64_t nc = std::min(NC, n - jc);
     const int64_t nPanels = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < k; pc += KC) {
-      const int64_t kc = std::min(KC, k - pc);
-      const int64_t kcPad = ks.bf16Pairs ? (kc + 1) / 2 * 2 : kc;
-      const int64_t kIter = ks.bf16Pairs ? kcPad / 2 : kc;
+      const KBlock kb = k_block(ks, k, pc);
       const float betaEff = pc == 0 ? beta : 1.f;
-      ks.packB(transB, b, ldb, jc, nc, pc, kc, kcPad, packB);
-      if (ks.bf16Pairs) {
-#if FT_X86
-        pairs_to_bf16_avx512(packB, nPanels * kcPad / 2, NR);
-#endif
-      } else if (ks.emulateBf16) {
-        round_buffer_bf16(packB, nPanels * kcPad * NR);
-      }
-      const int64_t panelB = (ks.bf16Pairs ? kcPad / 2 : kcPad) * NR;
+      pack_b_block(ks, transB, b, ldb, jc, nc, pc, kb.kc, kb.kcPad, packB);
       for (int64_t ic = 0; ic < m; ic += MC) {
         const int64_t mc = std::min(MC, m - ic);
-        const int64_t mPanels = (mc + MR - 1) / MR;
-        ks.packA(transA, a, lda, ic, mc, pc, kc, kcPad, packA);
-        if (ks.bf16Pairs) {
-#if FT_X86
-          pairs_to_bf16_avx512(packA, mPanels * kcPad / 2, MR);
-#endif
-        } else if (ks.emulateBf16) {
-          round_buffer_bf16(packA, mPanels * kcPad * MR);
-        }
-        const int64_t panelA = (ks.bf16Pairs ? kcPad / 2 : kcPad) * MR;
-        for (int64_t jp = 0; jp < nPanels; jp++) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jp * NR));
-          const float* bp = packB + jp * panelB;
-          for (int64_t ipn = 0; ipn < mPanels; ipn++) {
-            const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ipn * MR));
-            float* cp = c + (ic + ipn * MR) * ldc + jc + jp * NR;
-            ks.ukr[mr](kIter, packA + ipn * panelA, bp, cp, ldc, nr, alpha, betaEff);
-          }
-        }
+        pack_a_block(ks, transA, a, lda, ic, mc, pc, kb.kc, kb.kcPad, packA);
+        macro_kernel(ks, kb.kIter, packA, kb.panelA, packB, kb.panelB, 0, (mc + MR - 1) / MR, 0, nPanels, mc, nc,
+                     c + ic * ldc + jc, ldc, alpha, betaEff);
       }
+    }
+  }
+}
+
+/** Task grid for one GEMM on T threads: row blocks x column blocks (in panels) with a count that is a
+ * multiple of T (dynamic scheduling evens out the rest), row blocks small enough for L2. */
+struct Grid {
+  int64_t rowBlocks, colBlocks;
+};
+Grid task_grid(int64_t mPanels, int64_t nPanels, int64_t maxRowPanels, int T) {
+  for (int64_t q = 1; q <= 64; q++) {
+    const int64_t tasks = int64_t(T) * q;
+    for (int64_t rb = 1; rb <= tasks; rb++) {
+      if (tasks % rb) continue;
+      const int64_t cb = tasks / rb;
+      if (rb > mPanels || cb > nPanels) continue;
+      if ((mPanels + rb - 1) / rb > maxRowPanels) continue;
+      // prefer enough tasks to balance uneven blocks: at least 2 per thread unless blocks are exact
+      if (q == 1 && (mPanels % rb != 0 || nPanels % cb != 0)) continue;
+      return {rb, cb};
+    }
+  }
+  return {std::min<int64_t>(mPanels, (mPanels + maxRowPanels - 1) / maxRowPanels), 1};
+}
+
+/** One large GEMM on the whole pool: for each (jc, pc) block the threads pack A and B together into
+ * shared buffers, then split the C block into a grid of tasks. */
+void gemm_parallel(const KernelSet& ks, bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (k <= 0 || alpha == 0.f) {
+    scale_c(m, n, beta, c, ldc);
+    return;
+  }
+#if FT_X86
+  if (ks.smallM && m <= kSmallM) {
+    gemm_small_m(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, true);
+    return;
+  }
+#endif
+  const int T = num_threads();
+  const int MR = ks.mr, NR = ks.nr;
+  const int64_t NC = ks.blk.nc, KC = ks.blk.kc;
+  const int64_t kcPadMax = (std::min(KC, k) + 1) / 2 * 2;
+  const int64_t mPanels = (m + MR - 1) / MR;
+  const int64_t ncMax = std::min(NC, (n + NR - 1) / NR * NR);
+  float* packA = static_cast<float*>(scratch(kScratchPackA, (mPanels * MR + MR) * kcPadMax * sizeof(float)));
+  float* packB = static_cast<float*>(scratch(kScratchPackB, (ncMax + NR) * kcPadMax * sizeof(float)));
+  const int64_t maxRowPanels = std::max<int64_t>(1, ks.blk.mc / MR);
+
+  const int64_t chunk = 8;  // panels per packing task
+  const int64_t aChunks = (mPanels + chunk - 1) / chunk;
+  for (int64_t pc = 0; pc < k; pc += KC) {
+    const KBlock kb = k_block(ks, k, pc);
+    const float betaEff = pc == 0 ? beta : 1.f;
+    for (int64_t jc = 0; jc < n; jc += NC) {
+      const int64_t nc = std::min(NC, n - jc);
+      const int64_t nPanels = (nc + NR - 1) / NR;
+      const Grid grid = task_grid(mPanels, nPanels, maxRowPanels, T);
+      // phase 1: pack B panels (and, for the first column block, all A panels of this k block)
+      const int64_t aTasks = jc == 0 ? aChunks : 0, bChunks = (nPanels + chunk - 1) / chunk;
+      parallel_for(aTasks + bChunks, [&](int64_t t, int) {
+        if (t < aTasks) {
+          const int64_t p0 = t * chunk, p1 = std::min(mPanels, p0 + chunk);
+          pack_a_block(ks, transA, a, lda, p0 * MR, std::min(m, p1 * MR) - p0 * MR, pc, kb.kc, kb.kcPad,
+                       packA + p0 * kb.panelA);
+        } else {
+          const int64_t p0 = (t - aTasks) * chunk, p1 = std::min(nPanels, p0 + chunk);
+          pack_b_block(ks, transB, b, ldb, jc + p0 * NR, std::min(nc, p1 * NR) - p0 * NR, pc, kb.kc, kb.kcPad,
+                       packB + p0 * kb.panelB);
+        }
+      });
+      // phase 2: the C block as a grid of tasks
+      parallel_for(grid.rowBlocks * grid.colBlocks, [&](int64_t t, int) {
+        const int64_t rb = t / grid.colBlocks, cb = t % grid.colBlocks;
+        const int64_t ip0 = mPanels * rb / grid.rowBlocks, ip1 = mPanels * (rb + 1) / grid.rowBlocks;
+        const int64_t jp0 = nPanels * cb / grid.colBlocks, jp1 = nPanels * (cb + 1) / grid.colBlocks;
+        macro_kernel(ks, kb.kIter, packA, kb.panelA, packB, kb.panelB, ip0, ip1, jp0, jp1, m, nc, c + jc, ldc, alpha,
+                     betaEff);
+      });
     }
   }
 }
@@ -546,48 +843,29 @@ void gemm(const GemmParams& p, bool bf16) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return;
   const KernelSet& ks = pick_kernels(bf16);
   const int T = num_threads();
-  const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k) * double(p.batch);
-
-  // Split every matrix of the batch into `parts` pieces along M or N, so that the task count balances.
-  int64_t parts = 1;
-  if (T > 1 && flops >= 2.0e5) {
-    if (p.batch == 1) parts = T;
-    else
-      while (!((p.batch * parts) % T == 0 || p.batch * parts >= 4 * T)) parts++;
-  }
-  // Which dimension to split: the one whose duplicated packing costs less (transposing packs cost more).
-  const double wA = p.transA ? 1.0 : 2.0, wB = p.transB ? 2.0 : 1.0;
-  const double costM = double(p.m) * p.k * wA / parts + double(p.k) * p.n * wB;
-  const double costN = double(p.m) * p.k * wA + double(p.k) * p.n * wB / parts;
-  bool splitM = costM <= costN;
-  if (splitM && p.m < parts * ks.mr * 2 && p.n >= parts * ks.nr * 2) splitM = false;
-  if (!splitM && p.n < parts * ks.nr * 2 && p.m >= parts * ks.mr * 2) splitM = true;
-  const int64_t dim = splitM ? p.m : p.n;
-  const int64_t unit = splitM ? ks.mr : ks.nr;
-  const int64_t units = (dim + unit - 1) / unit;
-  if (parts > units) parts = std::max<int64_t>(1, units);
-
-  auto task = [&](int64_t t, int) {
-    const int64_t bi = t / parts, part = t % parts;
-    const int64_t u0 = units * part / parts, u1 = units * (part + 1) / parts;
-    const int64_t lo = std::min(dim, u0 * unit), hi = std::min(dim, u1 * unit);
-    if (hi <= lo) return;
-    const float* a = p.a + bi * p.strideA;
-    const float* b = p.b + bi * p.strideB;
-    float* c = p.c + bi * p.strideC;
-    if (splitM) {
-      const float* as = p.transA ? a + lo : a + lo * p.lda;
-      gemm_one(ks, p.transA, p.transB, hi - lo, p.n, p.k, p.alpha, as, p.lda, b, p.ldb, p.beta, c + lo * p.ldc, p.ldc);
-    } else {
-      const float* bs = p.transB ? b + lo * p.ldb : b + lo;
-      gemm_one(ks, p.transA, p.transB, p.m, hi - lo, p.k, p.alpha, a, p.lda, bs, p.ldb, p.beta, c + lo, p.ldc);
-    }
+  const double itemFlops = 2.0 * double(p.m) * double(p.n) * double(p.k);
+  const double flops = itemFlops * double(p.batch);
+  auto item = [&](int64_t bi) {
+    return std::make_tuple(p.a + bi * p.strideA, p.b + bi * p.strideB, p.c + bi * p.strideC);
   };
-  const int64_t ntasks = p.batch * parts;
-  if (T <= 1 || flops < 2.0e5 || ntasks == 1) {
-    for (int64_t t = 0; t < ntasks; t++) task(t, 0);
-  } else {
-    parallel_for(ntasks, task);
+  if (T <= 1 || flops < 4.0e5) {
+    for (int64_t bi = 0; bi < p.batch; bi++) {
+      auto [a, b, c] = item(bi);
+      gemm_one(ks, p.transA, p.transB, p.m, p.n, p.k, p.alpha, a, p.lda, b, p.ldb, p.beta, c, p.ldc);
+    }
+    return;
+  }
+  // Many small GEMMs: one task per matrix. Otherwise: each matrix on the whole pool.
+  if (p.batch >= 4 * T || (p.batch >= T && itemFlops < 2.0e7)) {
+    parallel_for(p.batch, [&](int64_t bi, int) {
+      auto [a, b, c] = item(bi);
+      gemm_one(ks, p.transA, p.transB, p.m, p.n, p.k, p.alpha, a, p.lda, b, p.ldb, p.beta, c, p.ldc);
+    });
+    return;
+  }
+  for (int64_t bi = 0; bi < p.batch; bi++) {
+    auto [a, b, c] = item(bi);
+    gemm_parallel(ks, p.transA, p.transB, p.m, p.n, p.k, p.alpha, a, p.lda, b, p.ldb, p.beta, c, p.ldc);
   }
 }
 

@@ -142,8 +142,14 @@ FT_AVX512 inline __m512 unary_vec(UnaryOp op, __m512 x) {
       return _mm512_mul_ps(x, vm::sigmoid(u2));
     }
     case UnaryOp::GeluErf: {
-      __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(float(-1.0 / kSqrt2)));
-      return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), vm::erfc(z));
+      // 0.5 x erfc(-x / sqrt2), with x / sqrt2 carried in double-float for the far tail
+      __m512 aLo;
+      __m512 a = vm::div_sqrt2(x, &aLo);
+      __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ);
+      __m512 r = vm::erfc_abs(_mm512_abs_ps(a), _mm512_mask_sub_ps(aLo, _mm512_cmp_ps_mask(a, zero, _CMP_LT_OQ), zero, aLo),
+                              nullptr);
+      r = _mm512_mask_sub_ps(r, pos, _mm512_set1_ps(2.f), r);
+      return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), r);
     }
     case UnaryOp::Relu: {
       __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_NLE_UQ);  // x > 0 or NaN
@@ -186,9 +192,11 @@ FT_AVX512 inline __m512 unary_grad_vec(UnaryOp op, __m512 x, __m512 y, __m512 dy
       return _mm512_mul_ps(dy, _mm512_add_ps(s, t));
     }
     case UnaryOp::GeluErf: {
-      __m512 a = _mm512_abs_ps(_mm512_mul_ps(x, _mm512_set1_ps(float(1.0 / kSqrt2))));
+      __m512 aLo;
+      __m512 a = vm::div_sqrt2(x, &aLo);
+      __mmask16 negA = _mm512_cmp_ps_mask(a, zero, _CMP_LT_OQ);
       __m512 e;
-      __m512 r = vm::erfc_abs(a, &e);  // erfc(|x|/sqrt2), e = exp(-x^2/2)
+      __m512 r = vm::erfc_abs(_mm512_abs_ps(a), _mm512_mask_sub_ps(aLo, negA, zero, aLo), &e);  // erfc(|x|/sqrt2), e = exp(-x^2/2)
       __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ);
       __m512 erfcNeg = _mm512_mask_sub_ps(r, pos, _mm512_set1_ps(2.f), r);  // erfc(-x/sqrt2)
       __m512 cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f), erfcNeg);
@@ -561,7 +569,7 @@ FT_AVX512 double exp_shift_sum_avx512(const float* x, float* y, int64_t n, float
   __m512d s0 = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 k = vm::tail_mask(n - i);
-    __m512 e = vm::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm_));
+    __m512 e = vm::exp_diff(_mm512_maskz_loadu_ps(k, x + i), vm_);
     e = _mm512_maskz_mov_ps(k, e);
     if (y) _mm512_mask_storeu_ps(y + i, k, e);
     s0 = vm::widen_add(s0, e);
@@ -971,14 +979,15 @@ void group_norm_forward(const float* x, const float* w, const float* b, float* y
       double rs = 1.0 / std::sqrt(m2 / double(gsize) + double(eps));
       mean[t] = float(mu);
       rstd[t] = float(rs);
+      const float muF = float(mu);
       for (int64_t c = 0; c < cpg; c++) {
         const int64_t ch = g * cpg + c;
-        // y = x * scale + shift per channel
+        // y = (x - mean) * scale + shift per channel
         const float scale = float(rs * (w ? w[ch] : 1.f));
-        const float shift = float((b ? b[ch] : 0.f) - mu * rs * (w ? w[ch] : 1.f));
+        const float shift = b ? b[ch] : 0.f;
         const float* xc = xg + c * spatial;
         float* yc = yg + c * spatial;
-        for (int64_t s = 0; s < spatial; s++) yc[s] = xc[s] * scale + shift;
+        for (int64_t s = 0; s < spatial; s++) yc[s] = (xc[s] - muF) * scale + shift;
       }
     }
   });
@@ -1158,24 +1167,27 @@ void permute4(const uint32_t* x, uint32_t* y, int ndim, const int64_t* shape, co
 
 namespace {
 #if FT_X86
+/** AdamW on 8 lanes at a time, in double (the update is a small difference of large terms). */
 FT_AVX512 void adamw_avx512(const AdamWParams& p, int64_t b, int64_t e) {
-  const __m512 b1 = _mm512_set1_ps(float(p.beta1)), b2 = _mm512_set1_ps(float(p.beta2));
-  const __m512 omb1 = _mm512_set1_ps(float(1.0 - p.beta1)), omb2 = _mm512_set1_ps(float(1.0 - p.beta2));
-  const __m512 decay = _mm512_set1_ps(float(1.0 - p.lr * p.weightDecay));
-  const __m512 stepSize = _mm512_set1_ps(float(p.lr / p.biasCorrection1));
-  const __m512 invBc2 = _mm512_set1_ps(float(1.0 / p.biasCorrection2));
-  const __m512 eps = _mm512_set1_ps(float(p.eps));
-  for (int64_t i = b; i < e; i += 16) {
-    __mmask16 k = vm::tail_mask(e - i);
-    __m512 g = _mm512_maskz_loadu_ps(k, p.grad + i);
-    __m512 m = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(k, p.m + i), _mm512_mul_ps(omb1, g));
-    __m512 v = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(k, p.v + i), _mm512_mul_ps(_mm512_mul_ps(omb2, g), g));
-    __m512 denom = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(v, invBc2)), eps);
-    __m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p.param + i), decay);
-    w = _mm512_sub_ps(w, _mm512_div_ps(_mm512_mul_ps(stepSize, m), denom));
-    _mm512_mask_storeu_ps(p.m + i, k, m);
-    _mm512_mask_storeu_ps(p.v + i, k, v);
-    _mm512_mask_storeu_ps(p.param + i, k, w);
+  const __m512d b1 = _mm512_set1_pd(p.beta1), b2 = _mm512_set1_pd(p.beta2);
+  const __m512d omb1 = _mm512_set1_pd(1.0 - p.beta1), omb2 = _mm512_set1_pd(1.0 - p.beta2);
+  const __m512d decay = _mm512_set1_pd(1.0 - p.lr * p.weightDecay);
+  const __m512d stepSize = _mm512_set1_pd(p.lr / p.biasCorrection1);
+  const __m512d invBc2 = _mm512_set1_pd(1.0 / p.biasCorrection2);
+  const __m512d eps = _mm512_set1_pd(p.eps);
+  for (int64_t i = b; i < e; i += 8) {
+    const int64_t n = std::min<int64_t>(8, e - i);
+    const __mmask8 k = n >= 8 ? __mmask8(0xff) : __mmask8((1u << n) - 1);
+    __m512d g = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, p.grad + i));
+    __m512d m = _mm512_add_pd(_mm512_mul_pd(b1, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, p.m + i))), _mm512_mul_pd(omb1, g));
+    __m512d v = _mm512_add_pd(_mm512_mul_pd(b2, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, p.v + i))),
+                              _mm512_mul_pd(_mm512_mul_pd(omb2, g), g));
+    __m512d denom = _mm512_add_pd(_mm512_sqrt_pd(_mm512_mul_pd(v, invBc2)), eps);
+    __m512d w = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, p.param + i)), decay);
+    w = _mm512_sub_pd(w, _mm512_div_pd(_mm512_mul_pd(stepSize, m), denom));
+    _mm256_mask_storeu_ps(p.m + i, k, _mm512_cvtpd_ps(m));
+    _mm256_mask_storeu_ps(p.v + i, k, _mm512_cvtpd_ps(v));
+    _mm256_mask_storeu_ps(p.param + i, k, _mm512_cvtpd_ps(w));
   }
 }
 #endif
@@ -1190,17 +1202,15 @@ void adamw(const AdamWParams& p) {
       return;
     }
 #endif
-    const float b1 = float(p.beta1), b2 = float(p.beta2), omb1 = float(1.0 - p.beta1), omb2 = float(1.0 - p.beta2);
-    const float decay = float(1.0 - p.lr * p.weightDecay), stepSize = float(p.lr / p.biasCorrection1);
-    const float invBc2 = float(1.0 / p.biasCorrection2), eps = float(p.eps);
+    const double decay = 1.0 - p.lr * p.weightDecay, stepSize = p.lr / p.biasCorrection1;
+    const double invBc2 = 1.0 / p.biasCorrection2;
     for (int64_t i = b; i < e; i++) {
-      float g = p.grad[i];
-      float m = b1 * p.m[i] + omb1 * g;
-      float v = b2 * p.v[i] + omb2 * g * g;
-      float denom = std::sqrt(v * invBc2) + eps;
-      p.m[i] = m;
-      p.v[i] = v;
-      p.param[i] = p.param[i] * decay - stepSize * m / denom;
+      const double g = p.grad[i];
+      const double m = p.beta1 * p.m[i] + (1.0 - p.beta1) * g;
+      const double v = p.beta2 * p.v[i] + (1.0 - p.beta2) * g * g;
+      p.m[i] = float(m);
+      p.v[i] = float(v);
+      p.param[i] = float(p.param[i] * decay - stepSize * m / (std::sqrt(v * invBc2) + p.eps));
     }
   });
 }

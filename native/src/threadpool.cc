@@ -192,7 +192,7 @@ class ThreadPool {
     if (unjoined) pending_.fetch_sub(unjoined, std::memory_order_acq_rel);
     int spins = 0;
     while (pending_.load(std::memory_order_acquire) != 0) {
-      if (++spins < 20000) cpu_relax();
+      if (++spins < 2000) cpu_relax();
       else std::this_thread::yield();
     }
     job_ = nullptr;

@@ -59,9 +59,10 @@ FT_AVX512 static inline __m512 tanh(__m512 x) {
   return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
 }
 
-/** erfc(|z|) for z >= 0 parts: t * e^{-z^2} * e^{poly(t)} (Chebyshev fit, relative error ~1.2e-7),
- * with z^2 split into hi + lo so large arguments keep their relative accuracy. Also returns e^{-z^2}. */
-FT_AVX512 static inline __m512 erfc_abs(__m512 a, __m512* expNegSq) {
+/** erfc(a) for a >= 0, a = aHi + aLo (aLo: the rounding error of aHi, or 0): t * e^{-a^2} * e^{poly(t)}
+ * (Chebyshev fit, relative error ~1.2e-7); a^2 is formed in double-float so large arguments keep their
+ * relative accuracy. Also returns e^{-a^2} when expNegSq is given. */
+FT_AVX512 static inline __m512 erfc_abs(__m512 a, __m512 aLo, __m512* expNegSq) {
   a = _mm512_min_ps(_mm512_set1_ps(10.f), a);
   __m512 t = _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_fmadd_ps(_mm512_set1_ps(0.5f), a, _mm512_set1_ps(1.f)));
   __m512 p = _mm512_set1_ps(0.17087277f);
@@ -75,18 +76,38 @@ FT_AVX512 static inline __m512 erfc_abs(__m512 a, __m512* expNegSq) {
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
   __m512 hi = _mm512_mul_ps(a, a);
-  __m512 lo = _mm512_fmsub_ps(a, a, hi);
+  __m512 lo = _mm512_fmadd_ps(_mm512_add_ps(a, a), aLo, _mm512_fmsub_ps(a, a, hi));
   __m512 eHi = exp(_mm512_sub_ps(_mm512_setzero_ps(), hi));
-  __m512 eLo = exp(_mm512_sub_ps(_mm512_setzero_ps(), lo));
-  if (expNegSq) *expNegSq = _mm512_mul_ps(eHi, eLo);
-  return _mm512_mul_ps(_mm512_mul_ps(t, eHi), _mm512_mul_ps(eLo, exp(p)));
+  __m512 eLo = _mm512_fnmadd_ps(eHi, lo, eHi);  // e^{-hi} (1 - lo), |lo| tiny
+  if (expNegSq) *expNegSq = eLo;
+  return _mm512_mul_ps(_mm512_mul_ps(t, eLo), exp(p));
+}
+
+/** x / sqrt(2) as a double-float (hi, lo). */
+FT_AVX512 static inline __m512 div_sqrt2(__m512 x, __m512* lo) {
+  const __m512 c = _mm512_set1_ps(0.70710677f);           // float(1/sqrt2)
+  const __m512 cLo = _mm512_set1_ps(1.2101617e-08f);      // 1/sqrt2 - float(1/sqrt2)
+  __m512 hi = _mm512_mul_ps(x, c);
+  *lo = _mm512_fmadd_ps(x, cLo, _mm512_fmsub_ps(x, c, hi));
+  return hi;
 }
 
 /** erfc(z) for all z. */
 FT_AVX512 static inline __m512 erfc(__m512 z) {
-  __m512 r = erfc_abs(_mm512_abs_ps(z), nullptr);
+  __m512 r = erfc_abs(_mm512_abs_ps(z), _mm512_setzero_ps(), nullptr);
   __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
   return _mm512_mask_sub_ps(r, neg, _mm512_set1_ps(2.f), r);
+}
+
+/** e^{x - m} with x - m formed exactly (two-sum), for softmax rows. */
+FT_AVX512 static inline __m512 exp_diff(__m512 x, __m512 m) {
+  __m512 d = _mm512_sub_ps(x, m);
+  __m512 bb = _mm512_sub_ps(d, x);
+  __m512 err = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_sub_ps(d, bb)), _mm512_add_ps(m, bb));
+  __m512 e = exp(d);
+  // when d is -inf (masked entry) err is NaN: keep e = 0
+  __mmask16 fin = _mm512_cmp_ps_mask(err, err, _CMP_ORD_Q);
+  return _mm512_mask_fmadd_ps(e, fin, err, e);
 }
 
 FT_AVX512 static inline __mmask16 tail_mask(int64_t n) {

@@ -1,7 +1,7 @@
 // A small CNN classifier for Fashion-MNIST, written with our engine: used to score generated images
 // (accuracy of reconstructions) and, through `features`, as the frozen REPA teacher for tokenizer training.
 //
-// Architecture (widths w = [w1, w2, w3], default [32, 64, 128]; every conv 3×3 without bias, followed by
+// Architecture (widths w = [w1, w2, w3], default [16, 32, 64]; every conv 3×3 without bias, followed by
 // GroupNorm(8 groups, affine) and GELU):
 //   input [B, 1, 28, 28] in [-1, 1]   (32×32 inputs, i.e. Fashion-MNIST padded by 2, are centre-cropped to 28)
 //   stem   conv 1→w1,  stride 1   → [B, w1, 28, 28]
@@ -9,12 +9,13 @@
 //   block1 conv w2→w2, stride 1   → [B, w2, 14, 14]   = features(x, 'block1')
 //   down2  conv w2→w3, stride 2   → [B, w3,  7,  7]
 //   block2 conv w3→w3, stride 1   → [B, w3,  7,  7]   = features(x, 'block2')  (the default REPA target)
-//   head   global average pool → linear w3→10 → logits [B, 10]
-// Weights are stored as safetensors F16 with the widths in the metadata (`arch`).
+//   head   'flatten' (default): flatten [w3·7·7] → linear → logits [B, 10]
+//          'gap': global average pool [w3] → linear → logits [B, 10]
+// Weights are stored as safetensors F16 with the widths and head in the metadata (`arch`).
 
 import { Tensor, noGrad } from '../tensor/tensor.js';
 import { conv2d, groupNorm, linear } from '../tensor/nn.js';
-import { gelu, mean, slice, max } from '../tensor/ops.js';
+import { gelu, mean, slice, max, reshape } from '../tensor/ops.js';
 import { Rng } from '../tensor/rng.js';
 import { namedTensors } from '../tensor/module.js';
 import { readSafetensors, writeSafetensors, toFloat32, type TensorData } from '../io/safetensors.js';
@@ -26,6 +27,15 @@ const GN_GROUPS = 8;
 
 /** Intermediate feature maps `features` can return. */
 export type ClassifierLayer = 'block1' | 'block2';
+
+/** How the final 7×7 map becomes logits: flattened (keeps position) or globally average-pooled. */
+export type ClassifierHead = 'flatten' | 'gap';
+
+export interface ClassifierArch {
+  /** [w1, w2, w3] channel widths, multiples of 8 */
+  widths: [number, number, number];
+  head: ClassifierHead;
+}
 
 interface ConvNorm {
   /** [out, in, 3, 3] */
@@ -72,23 +82,31 @@ function toInputSize(images: Tensor): Tensor {
 export class FmnistClassifier {
   private constructor(
     readonly params: ClassifierParams,
-    /** [w1, w2, w3] */
-    readonly widths: [number, number, number],
+    readonly arch: ClassifierArch,
   ) {}
 
+  /** [w1, w2, w3] */
+  get widths(): [number, number, number] {
+    return this.arch.widths;
+  }
+
   /** Freshly initialised weights (trainable: requiresGrad set). */
-  static random(rng: Rng, widths: [number, number, number] = [32, 64, 128]): FmnistClassifier {
-    for (const w of widths) if (w % GN_GROUPS !== 0) throw new Error(`classifier widths must be multiples of ${GN_GROUPS}, got [${widths.join(', ')}]`);
+  static random(rng: Rng, widths: [number, number, number] = [16, 32, 64], head: ClassifierHead = 'flatten'): FmnistClassifier {
+    if (widths.length !== 3 || widths.some((w) => !Number.isInteger(w) || w <= 0 || w % GN_GROUPS !== 0)) {
+      throw new Error(`classifier widths must be 3 positive multiples of ${GN_GROUPS}, got [${widths.join(', ')}]`);
+    }
+    if (head !== 'flatten' && head !== 'gap') throw new Error(`classifier head must be 'flatten' or 'gap', got ${String(head)}`);
     const [w1, w2, w3] = widths;
+    const headIn = head === 'flatten' ? w3 * 7 * 7 : w3;
     const params: ClassifierParams = {
       stem: convNorm(1, w1, rng),
       down1: convNorm(w1, w2, rng),
       block1: convNorm(w2, w2, rng),
       down2: convNorm(w2, w3, rng),
       block2: convNorm(w3, w3, rng),
-      head: { weight: Tensor.randn([10, w3], rng, 'float32', 0.01), bias: Tensor.zeros([10]) },
+      head: { weight: Tensor.randn([10, headIn], rng, 'float32', 0.01), bias: Tensor.zeros([10]) },
     };
-    const model = new FmnistClassifier(params, widths);
+    const model = new FmnistClassifier(params, { widths: [w1, w2, w3], head });
     for (const p of model.parameters()) p.requireGrad();
     return model;
   }
@@ -96,15 +114,14 @@ export class FmnistClassifier {
   /** Loads weights written by `save` (frozen: requiresGrad off). */
   static load(file: string): FmnistClassifier {
     const { metadata, tensors } = readSafetensors(file);
-    let widths: [number, number, number];
+    let arch: ClassifierArch;
     try {
-      const arch = JSON.parse(metadata.arch ?? '') as { widths: [number, number, number] };
-      widths = arch.widths;
-      if (!Array.isArray(widths) || widths.length !== 3) throw new Error('bad widths');
+      arch = JSON.parse(metadata.arch ?? '') as ClassifierArch;
+      if (!Array.isArray(arch.widths) || arch.widths.length !== 3) throw new Error('bad widths');
     } catch {
       throw new Error(`${file}: not a FmnistClassifier checkpoint (metadata "arch" with widths is missing or invalid)`);
     }
-    const model = FmnistClassifier.random(new Rng(0), widths);
+    const model = FmnistClassifier.random(new Rng(0), arch.widths, arch.head ?? 'gap');
     for (const [name, t] of model.namedParameters()) {
       const stored = tensors.get(name);
       if (!stored) throw new Error(`${file}: tensor ${name} is missing`);
@@ -119,7 +136,7 @@ export class FmnistClassifier {
   save(file: string, extraMetadata: Record<string, string> = {}): void {
     const out = new Map<string, TensorData>();
     for (const [name, t] of this.namedParameters()) out.set(name, { dtype: 'F16', shape: [...t.shape], data: float32ToFloat16(t.f as Float32Array) });
-    writeSafetensors(file, out, { ...extraMetadata, format: 'flextok-fmnist-classifier', arch: JSON.stringify({ widths: this.widths }) });
+    writeSafetensors(file, out, { ...extraMetadata, format: 'flextok-fmnist-classifier', arch: JSON.stringify(this.arch) });
   }
 
   namedParameters(): [string, Tensor][] {
@@ -150,7 +167,8 @@ export class FmnistClassifier {
    * when the weights require gradients. */
   logits(images: Tensor): Tensor {
     const fmap = this.trunk(images);
-    return linear(mean(fmap, [2, 3]), this.params.head.weight, this.params.head.bias);
+    const pooled = this.arch.head === 'gap' ? mean(fmap, [2, 3]) : reshape(fmap, [fmap.shape[0], fmap.size / fmap.shape[0]]);
+    return linear(pooled, this.params.head.weight, this.params.head.bias);
   }
 
   /** Predicted class per image [B] (no autograd). */
@@ -163,8 +181,9 @@ export class FmnistClassifier {
 
   /**
    * The REPA teacher: an intermediate feature map (no autograd). 'block2' (default) is [B, w3, 7, 7]
-   * (128×7×7 with the default widths), the last map before pooling; 'block1' is [B, w2, 14, 14].
-   * Both are post-GELU activations of a GroupNorm'ed conv, so they are roughly zero-centred, O(1).
+   * (64×7×7 with the default widths), the last map before pooling; 'block1' is [B, w2, 14, 14].
+   * Both are post-GELU activations of a GroupNorm'ed conv (shipped weights on Fashion-MNIST 'block2':
+   * mean ≈ 0.03, RMS ≈ 0.3); normalise per channel or project them before a cosine-similarity loss.
    */
   features(images: Tensor, layer: ClassifierLayer = 'block2'): Tensor {
     return noGrad(() => this.trunk(images, layer));

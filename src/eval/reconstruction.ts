@@ -66,8 +66,8 @@ export function evaluateReconstruction(model: TokenizerModel, images: Tensor, la
   for (let start = 0; start < n; start += bs) {
     const end = Math.min(n, start + bs);
     const batch = rowsOf(images, start, end);
-    // Seed per batch position so results do not depend on the batch size.
-    const recon = model.reconstruct(batch, ks, { ...opts, seed: (opts.seed ?? 0) + start });
+    // Noise per image index, so results do not depend on the batch size.
+    const recon = model.reconstruct(batch, ks, { steps: opts.steps, guidance: opts.guidance, apg: opts.apg, seed: opts.seed, firstIndex: start });
     if (opts.classifier) {
       const pred = opts.classifier.predict(batch);
       for (let i = 0; i < pred.length; i++) if (pred[i] === labels[start + i]) originalCorrect++;

@@ -19,9 +19,9 @@ const commonOptions: CommandSpec['options'] = [
 ];
 
 const runNotes = [
-  'Progress goes to stderr (one updating line on a terminal, a line per log interval otherwise); log.jsonl gets one JSON line per',
-  'log interval (step, loss parts, lr, grad norm, images/s, elapsed). Checkpoints are written atomically every run.checkpoint_every',
-  'steps and at the end; kill the process at any time and continue with --resume.',
+  ['Progress goes to stderr (one updating line on a terminal, a line per log interval otherwise); log.jsonl gets one JSON line per',
+    'log interval (step, loss parts, lr, grad norm, images/s, elapsed). Checkpoints are written atomically every run.checkpoint_every',
+    'steps and at the end; kill the process at any time and continue with --resume.'].join('\n'),
   'Backends: FLEXTOK_BACKEND=native|js selects the kernels (native when built). Bitwise-exact resume needs the same backend and machine.',
 ];
 
@@ -32,12 +32,12 @@ export const trainTokenizerSpec: CommandSpec = {
   positionals: [],
   options: commonOptions,
   notes: [
-    'Config sections: seed; data {source, resolution, resize_mode pad|resize, channels, limit, flip}; vae ("none" = pixel space, or a',
-    'train-vae run folder); model {patch_size, n_registers, fsq_levels, encoder/decoder {dim, depth, head_dim, mlp_ratio}, null_cond,',
-    'frequency_embedding_size, max_timestep, qk_norm}; flow {timestep_sampler {ln, stratified, mode_scale}, nested_dropout',
-    'uniform|pow2|uniform_pow2, cfg_dropout}; repa null or {layer, weight, projector_hidden, teacher, teacher_weights, resample};',
-    'optim {batch_size, grad_accum, lr, min_lr, warmup_steps, weight_decay, betas, eps, grad_clip, ema_decay, total_steps};',
-    'run {log_every, sample_every, checkpoint_every, sample_images, sample_steps, sample_guidance, export_dtype F32|F16}.',
+    ['Config sections: seed; data {source, resolution, resize_mode pad|resize, channels, limit, flip}; vae ("none" = pixel space, or a',
+      'train-vae run folder); model {patch_size, n_registers, fsq_levels, encoder/decoder {dim, depth, head_dim, mlp_ratio}, null_cond,',
+      'frequency_embedding_size, max_timestep, qk_norm}; flow {timestep_sampler {ln, stratified, mode_scale}, nested_dropout',
+      'uniform|pow2|uniform_pow2, cfg_dropout}; repa null or {layer, weight, projector_hidden, teacher, teacher_weights, resample};',
+      'optim {batch_size, grad_accum, lr, min_lr, warmup_steps, weight_decay, betas, eps, grad_clip, ema_decay, total_steps};',
+      'run {log_every, sample_every, checkpoint_every, sample_images, sample_steps, sample_guidance, export_dtype F32|F16}.'].join('\n'),
     'The run folder gets model.safetensors in the official FlexTok layout (EMA weights, Hydra config in the metadata).',
     ...runNotes,
   ],
@@ -50,10 +50,10 @@ export const trainVaeSpec: CommandSpec = {
   positionals: [],
   options: commonOptions,
   notes: [
-    'Config sections: seed; data (as train-tokenizer); model {block_out_channels, layers_per_block, latent_channels, norm_num_groups,',
-    'mid_block_add_attention}; loss {recon l1|l2, kl_weight}; optim; run (as train-tokenizer).',
-    'The run folder gets vae/config.json + vae/diffusion_pytorch_model.safetensors (scaling_factor = 1/std of the latents), usable as',
-    'the "vae" of a tokenizer config.',
+    ['Config sections: seed; data (as train-tokenizer); model {block_out_channels, layers_per_block, latent_channels, norm_num_groups,',
+      'mid_block_add_attention}; loss {recon l1|l2, kl_weight}; optim; run (as train-tokenizer).'].join('\n'),
+    ['The run folder gets vae/config.json + vae/diffusion_pytorch_model.safetensors (scaling_factor = 1/std of the latents), usable as',
+      'the "vae" of a tokenizer config.'].join('\n'),
     ...runNotes,
   ],
 };

@@ -3,6 +3,7 @@
 // negative mean cosine similarity to the teacher's features of the clean image, resampled to the
 // decoder's patch grid. The teacher is pluggable; Fashion-MNIST uses our small CNN classifier.
 
+import * as fs from 'node:fs';
 import { linear } from '../tensor/nn.js';
 import { add, div, mean, mul, neg, silu, sqrt, square, sum } from '../tensor/ops.js';
 import { Rng } from '../tensor/rng.js';
@@ -56,6 +57,10 @@ export function featuresToPatchRows(feats: Tensor, gh: number, gw: number, mode:
   const [b, c, h, w] = feats.shape;
   const src = feats.f;
   const out = new Float32Array(b * gh * gw * c);
+  const binsY = adaptiveBins(h, gh);
+  const binsX = adaptiveBins(w, gw);
+  const tapsY = bilinearTaps(h, gh);
+  const tapsX = bilinearTaps(w, gw);
   for (let n = 0; n < b; n++) {
     for (let i = 0; i < gh; i++) {
       for (let j = 0; j < gw; j++) {
@@ -64,14 +69,14 @@ export function featuresToPatchRows(feats: Tensor, gh: number, gw: number, mode:
           const plane = (n * c + ch) * h * w;
           let v: number;
           if (mode === 'avgpool') {
-            const [y0, y1] = adaptiveBins(h, gh)[i];
-            const [x0, x1] = adaptiveBins(w, gw)[j];
+            const [y0, y1] = binsY[i];
+            const [x0, x1] = binsX[j];
             let s = 0;
             for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) s += src[plane + y * w + x];
             v = s / ((y1 - y0) * (x1 - x0));
           } else {
-            const [ya, yb, fy] = bilinearTaps(h, gh)[i];
-            const [xa, xb, fx] = bilinearTaps(w, gw)[j];
+            const [ya, yb, fy] = tapsY[i];
+            const [xa, xb, fx] = tapsX[j];
             const top = src[plane + ya * w + xa] + (src[plane + ya * w + xb] - src[plane + ya * w + xa]) * fx;
             const bot = src[plane + yb * w + xa] + (src[plane + yb * w + xb] - src[plane + yb * w + xa]) * fx;
             v = top + (bot - top) * fy;
@@ -98,6 +103,9 @@ export function negativeCosineLoss(pred: Tensor, target: Tensor): Tensor {
 /** The REPA teacher named in a config: 'fmnist-classifier' loads src/eval/classifier.ts weights. */
 export async function loadTeacher(name: string, weights: string): Promise<RepaTeacher> {
   if (name === 'fmnist-classifier') {
+    if (!fs.existsSync(weights)) {
+      throw new Error(`REPA teacher weights ${weights} not found: train or fetch the Fashion-MNIST classifier first, or set "repa": null in the config`);
+    }
     const { FmnistClassifier } = await import('../eval/classifier.js');
     const model = FmnistClassifier.load(weights);
     return { features: (images: Tensor) => model.features(images) };

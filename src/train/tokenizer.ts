@@ -25,7 +25,7 @@ import { openDataset, sampleBatch } from './data.js';
 import { exportTokenizer, type ExportVae } from './export.js';
 import { decays, initDecoder, initEncoder } from './init.js';
 import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
-import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, startRunDir, TrainProgress, writeSampleGrid, type RunPaths } from './run.js';
+import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, startRunDir, TrainProgress, writeSampleGrid } from './run.js';
 import { identityCodec, powerOfTwoKs, splitBatch, TokenizerModel, vaeCodec, type LatentCodec } from './tokenizer_model.js';
 
 /** What one micro-batch contributed. */
@@ -329,4 +329,3 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
   return trainer;
 }
 
-export type { RunPaths };

@@ -8,6 +8,7 @@ import { detokenizeLatents } from '../flextok/flow.js';
 import { FSQ } from '../flextok/fsq.js';
 import type { FlexTokVAE } from '../flextok/vae.js';
 import { concat, slice } from '../tensor/ops.js';
+import { mixSeed } from '../io/datasets.js';
 import { Rng } from '../tensor/rng.js';
 import { noGrad, Tensor } from '../tensor/tensor.js';
 
@@ -52,8 +53,11 @@ export interface ReconstructOptions {
   guidance?: number;
   /** APG instead of plain CFG when guiding (default false) */
   apg?: boolean;
-  /** seed of the initial noise (default 0): image i of a batch always gets the same noise */
+  /** seed of the initial noise (default 0) */
   seed?: number;
+  /** index of the batch's first image: image i's noise comes from (seed, firstIndex + i) alone, so
+   * results do not depend on how images are batched (default 0) */
+  firstIndex?: number;
 }
 
 /** The rows of a batch [B, ...] as [1, ...] tensors. */
@@ -88,13 +92,14 @@ export class TokenizerModel {
     });
   }
 
-  /** Images [B, C, H, W] decoded from codes with the first k tokens of each; the initial noise comes
-   * from `seed` alone (image i of the batch always gets the same noise). */
+  /** Images [B, C, H, W] decoded from codes with the first k tokens of each; image i's initial noise
+   * comes from (seed, firstIndex + i) alone. */
   decodeCodes(codes: Tensor[], k: number, latentShape: readonly number[], opts: ReconstructOptions = {}): Tensor {
     return noGrad(() => {
-      const noiseRng = new Rng(opts.seed ?? 0);
       const [, c, h, w] = latentShape;
-      const initNoise = codes.map(() => Tensor.randn([1, c, h, w], noiseRng));
+      const seed = opts.seed ?? 0;
+      const first = opts.firstIndex ?? 0;
+      const initNoise = codes.map((_, i) => Tensor.randn([1, c, h, w], new Rng(mixSeed(seed, first + i))));
       const latents = detokenizeLatents(this.decoder, codes, codes.map(() => k), {
         steps: opts.steps ?? 25,
         guidanceScale: opts.guidance ?? 1,
