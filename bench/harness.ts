@@ -41,6 +41,8 @@ export interface BenchEntry {
   name: string;
   /** needs the native addon (skipped, with a note, when it is not built) */
   needsNative: boolean;
+  /** names of entries whose measurements this one uses (run first even when filtered out with --only) */
+  dependsOn?: string[];
   run(ctx: BenchContext): BenchRow[];
 }
 

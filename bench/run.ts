@@ -63,6 +63,7 @@ function gemmEntry(bf16: boolean): BenchEntry {
   return {
     name: bf16 ? 'bf16 gemm' : 'sgemm',
     needsNative: true,
+    dependsOn: bf16 ? ['fma peak', 'sgemm'] : ['fma peak'],
     run(ctx) {
       const K = native();
       const rows: BenchRow[] = [];
@@ -93,6 +94,7 @@ function gemmEntry(bf16: boolean): BenchEntry {
 const attentionEntry: BenchEntry = {
   name: 'attention',
   needsNative: true,
+  dependsOn: ['fma peak', 'sgemm'],
   run(ctx) {
     const K = native();
     const B = 1, H = 8, L = 512, D = 64;
@@ -149,6 +151,7 @@ const layerNormEntry: BenchEntry = {
 const blockEntry: BenchEntry = {
   name: 'transformer block',
   needsNative: true,
+  dependsOn: ['fma peak'],
   run(ctx) {
     setBackend('native');
     const cfg: BlockConfig = { dim: 768, heads: 12, hidden: 2048, tokens: 512, batch: 1 };
@@ -192,9 +195,17 @@ function main(): void {
   log(`flextok engine benchmark — native addon: ${ctx.addon ? `yes (${isa!.active}${isa!.bf16 ? '+bf16' : ''})` : 'not built'}, threads: ${ctx.allThreads}`);
   const rows: BenchRow[] = [];
   const skipped: string[] = [];
+  // --only: the matching entries plus (transitively) the entries they depend on
+  const wanted = new Set(entries.filter((e) => !only || e.name.includes(only)).map((e) => e.name));
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const e of entries) {
+      if (!wanted.has(e.name)) continue;
+      for (const d of e.dependsOn ?? []) if (!wanted.has(d)) { wanted.add(d); changed = true; }
+    }
+  }
   for (const e of entries) {
-    // the peak is needed for % columns even when filtered out
-    if (only && !e.name.includes(only) && e !== peakEntry && !(e.name === 'sgemm' && only.includes('attention'))) continue;
+    if (!wanted.has(e.name)) continue;
     if (e.needsNative && !ctx.addon) {
       skipped.push(e.name);
       continue;

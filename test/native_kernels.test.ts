@@ -486,6 +486,8 @@ test('binary ops with broadcasting: same shape, row/column/scalar broadcast, gen
       checkBinary(op, [3, 4, 17], [1, 3, 12], [17, 0, 1], `${isa} ${op} general`);
       checkBinary(op, [2, 1, 3, 1], [3, 3, 1, 1], [0, 0, 1, 0], `${isa} ${op} size-1 dims`);
       checkBinary(op, [300, 200], [200, 1], [0, 1], `${isa} ${op} large`);
+      checkBinary(op, [70001], [1], [1], `${isa} ${op} long flat`);
+      checkBinary(op, [2, 40000], [40000, 1], [0, 1], `${isa} ${op} long rows`);
     }
   });
 });
@@ -679,6 +681,7 @@ test('im2col and col2im (padding, stride) vs naive loops', { skip }, () => {
     { channels: 3, height: 7, width: 9, kh: 3, kw: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1, outH: 7, outW: 9 },
     { channels: 2, height: 8, width: 5, kh: 4, kw: 2, strideH: 2, strideW: 2, padTop: 1, padLeft: 0, outH: 4, outW: 2 },
     { channels: 1, height: 1, width: 1, kh: 1, kw: 1, strideH: 1, strideW: 1, padTop: 0, padLeft: 0, outH: 1, outW: 1 },
+    { channels: 2, height: 3, width: 2, kh: 2, kw: 2, strideH: 1, strideW: 1, padTop: 2, padLeft: 3, outH: 6, outW: 7 },
     { channels: 16, height: 32, width: 32, kh: 3, kw: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1, outH: 32, outW: 32 },
   ];
   for (const g of geoms) {

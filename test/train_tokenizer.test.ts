@@ -182,7 +182,7 @@ test('the export config and state_dict match the official layout of the golden c
     ...enc, mask_mode: 'full' as const, dim_in: 4, frequency_embedding_size: 64, max_timestep: 1,
     null_cond: 'learned' as const, replace_with_single_token: false, adaLN_expansion: 2 as const, head_adaLN: true,
   };
-  const flow = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0 }, nested_dropout: 'uniform' as const, cfg_dropout: 0 };
+  const flow = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'uniform' as const, cfg_dropout: 0 };
   const config = officialConfig(enc, dec, [8, 5, 5, 5], flow, 0, { kind: 'identity', channels: 4 });
   assert.deepEqual(Object.keys(config), ['_target_', 'vae', 'encoder', 'decoder', 'regularizer', 'flow_matching_noise_module', 'pipeline']);
   for (const key of Object.keys(config)) {
@@ -251,4 +251,13 @@ test('reconstruction evaluation reports MSE, PSNR, SSIM and class agreement per 
   const again = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 6, classifier: alwaysZero });
   assert.ok(Math.abs(again.rows[1].mse - report.rows[1].mse) < 1e-12);
   assert.match(reconstructionTable(report), /\| k \| MSE \| PSNR \(dB\) \| SSIM \| class agreement \|/);
+});
+
+test('the timestep shift moves σ towards high noise and is the identity for shift 1', async () => {
+  const { shiftTimesteps } = await import('../src/train/tokenizer.js');
+  assert.deepEqual(shiftTimesteps([0.1, 0.5], 1), [0.1, 0.5]);
+  const [a, b, c] = shiftTimesteps([0, 0.5, 1], 3);
+  assert.equal(a, 0);
+  assert.ok(Math.abs(b - 0.75) < 1e-7);
+  assert.equal(c, 1);
 });

@@ -24,14 +24,20 @@ struct View {
 template <typename T>
 View<T> typed(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, const char* what, bool optional) {
   Napi::Env env = info.Env();
-  Napi::Value v = info[i];
-  if (optional && (v.IsNull() || v.IsUndefined())) return {};
-  if (!v.IsTypedArray()) fail(env, std::string(what) + ": expected a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != want) fail(env, std::string(what) + ": wrong typed array type");
-  Napi::ArrayBuffer buf = ta.ArrayBuffer();
-  uint8_t* base = static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset();
-  return View<T>{reinterpret_cast<T*>(base), ta.ElementLength()};
+  napi_value v = info[i];
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  // one call gives type, length and the data pointer (already offset by byteOffset)
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    napi_valuetype vt;
+    if (optional && napi_typeof(env, v, &vt) == napi_ok && (vt == napi_null || vt == napi_undefined)) {
+      return {};  // (napi_get_typedarray_info reports a status only; no JS exception is pending)
+    }
+    fail(env, std::string(what) + ": expected a typed array");
+  }
+  if (type != want) fail(env, std::string(what) + ": wrong typed array type");
+  return View<T>{static_cast<T*>(data), length};
 }
 
 View<float> f32(const Napi::CallbackInfo& info, size_t i, const char* what, bool optional = false) {
@@ -41,14 +47,14 @@ View<float> f32(const Napi::CallbackInfo& info, size_t i, const char* what, bool
 /** Any 4-byte element typed array (Float32Array, Int32Array, Uint32Array) as raw words. */
 View<uint32_t> words(const Napi::CallbackInfo& info, size_t i, const char* what) {
   Napi::Env env = info.Env();
-  Napi::Value v = info[i];
-  if (!v.IsTypedArray()) fail(env, std::string(what) + ": expected a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  napi_typedarray_type t = ta.TypedArrayType();
-  if (t != napi_float32_array && t != napi_int32_array && t != napi_uint32_array)
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, info[i], &type, &length, &data, nullptr, nullptr) != napi_ok)
+    fail(env, std::string(what) + ": expected a typed array");
+  if (type != napi_float32_array && type != napi_int32_array && type != napi_uint32_array)
     fail(env, std::string(what) + ": expected 4-byte elements");
-  uint8_t* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  return View<uint32_t>{reinterpret_cast<uint32_t*>(base), ta.ElementLength()};
+  return View<uint32_t>{static_cast<uint32_t*>(data), length};
 }
 
 View<double> params(const Napi::CallbackInfo& info, size_t i, size_t need) {
@@ -225,7 +231,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   View<double> d = params(info, 4, 1);
   int64_t nd = to_int(env, d.ptr[0], "ndim");
   if (nd > 64 || d.len < size_t(1 + 3 * nd)) range_fail(env, "binary: bad dims");
-  std::vector<int64_t> shape(nd), as(nd), bs(nd);
+  int64_t shape[64], as[64], bs[64];
   double total = 1, aLast = 0, bLast = 0;
   for (int64_t i = 0; i < nd; i++) {
     shape[i] = to_int(env, d.ptr[1 + i], "shape");
@@ -241,8 +247,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   need_len(env, out.len, total, "out");
   need_len(env, a.len, aLast + 1, "a");
   need_len(env, b.len, bLast + 1, "b");
-  ft::binary_broadcast(static_cast<ft::BinaryOp>(op), a.ptr, b.ptr, out.ptr, static_cast<int>(nd), shape.data(),
-                       as.data(), bs.data());
+  ft::binary_broadcast(static_cast<ft::BinaryOp>(op), a.ptr, b.ptr, out.ptr, static_cast<int>(nd), shape, as, bs);
   return env.Undefined();
 }
 

@@ -283,10 +283,8 @@ FT_AVX512 void scale_row(float* x, int64_t n, float a) {
 struct TileSizes {
   int64_t bq, bk;
 };
-TileSizes fwd_tiles() {
-  static TileSizes t{64, 128};
-  return t;
-}
+/** Forward tiles: 64 queries x 128 keys; causal uses 64-key tiles so less of the diagonal tile is wasted. */
+TileSizes fwd_tiles(bool causal) { return causal ? TileSizes{64, 64} : TileSizes{64, 128}; }
 TileSizes bwd_tiles() {
   static TileSizes t{64, 64};
   return t;
@@ -294,7 +292,7 @@ TileSizes bwd_tiles() {
 
 void forward_tile_avx512(const AttentionParams& p, int64_t b, int64_t h, int64_t q0, int64_t bq) {
   const int64_t H = p.heads, D = p.headDim, Lq = p.lq, Lk = p.lk;
-  const TileSizes ts = fwd_tiles();
+  const TileSizes ts = fwd_tiles(p.causal);
   const int64_t BK = ts.bk;
   const int64_t rowStride = H * D;
   // scratch: Q [bq x D], Kt [D x BK], S [bq x BK], O [bq x D], m, l, lo, hi
@@ -497,7 +495,7 @@ void attention_forward(const AttentionParams& p) {
   }
 #if FT_X86
   if (use_avx512()) {
-    const int64_t BQ = fwd_tiles().bq;
+    const int64_t BQ = fwd_tiles(p.causal).bq;
     const int64_t qTiles = (p.lq + BQ - 1) / BQ;
     parallel_for(p.batch * p.heads * qTiles, [&](int64_t t, int) {
       const int64_t qt = t % qTiles, bh = t / qTiles;

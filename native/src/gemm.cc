@@ -1,6 +1,10 @@
 // BLIS-style float32 GEMM (and bf16-input GEMM): packed A/B panels, register-blocked microkernels
 // (AVX-512 14x32, AVX-512-BF16 14x32 on bf16 pairs, AVX2 6x16, scalar 4x16), cache blocking, batched
-// and multithreaded over the persistent pool.
+// and multithreaded over the persistent pool; GEMMs with M <= 6 skip packing (GEMV-like calls).
+//
+// Threading: a large GEMM packs A and B once per k block, cooperatively, into shared buffers, then splits
+// C into a grid of tasks (a multiple of the thread count, dynamically scheduled); a batch of small GEMMs
+// runs one matrix per task. Blocking can be overridden with FLEXTOK_GEMM_MC / _NC / _KC / _KC_BF16.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>

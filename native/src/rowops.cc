@@ -376,26 +376,27 @@ BinaryRowFn binary_row_table(BinaryOp op) {
 
 void binary_broadcast(BinaryOp op, const float* a, const float* b, float* out, int ndim, const int64_t* shape,
                       const int64_t* aStrides, const int64_t* bStrides) {
-  // Drop size-1 dimensions and merge dimensions that are contiguous in both inputs.
-  std::vector<int64_t> sh, sa, sb;
-  for (int d = 0; d < ndim; d++) {
+  // Drop size-1 dimensions and merge dimensions that are contiguous in both inputs (ndim <= 64).
+  int64_t sh[64], sa[64], sb[64];
+  int nd = 0;
+  for (int d = 0; d < ndim && d < 64; d++) {
     if (shape[d] == 1) continue;
-    if (!sh.empty() && sa.back() == aStrides[d] * shape[d] && sb.back() == bStrides[d] * shape[d]) {
-      sh.back() *= shape[d];
-      sa.back() = aStrides[d];
-      sb.back() = bStrides[d];
+    if (nd > 0 && sa[nd - 1] == aStrides[d] * shape[d] && sb[nd - 1] == bStrides[d] * shape[d]) {
+      sh[nd - 1] *= shape[d];
+      sa[nd - 1] = aStrides[d];
+      sb[nd - 1] = bStrides[d];
     } else {
-      sh.push_back(shape[d]);
-      sa.push_back(aStrides[d]);
-      sb.push_back(bStrides[d]);
+      sh[nd] = shape[d];
+      sa[nd] = aStrides[d];
+      sb[nd] = bStrides[d];
+      nd++;
     }
   }
-  if (sh.empty()) {
-    sh.push_back(1);
-    sa.push_back(0);
-    sb.push_back(0);
+  if (nd == 0) {
+    sh[0] = 1;
+    sa[0] = sb[0] = 0;
+    nd = 1;
   }
-  const int nd = static_cast<int>(sh.size());
   const int64_t inner = sh[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
   int64_t rows = 1;
   for (int d = 0; d < nd - 1; d++) rows *= sh[d];
@@ -405,9 +406,31 @@ void binary_broadcast(BinaryOp op, const float* a, const float* b, float* out, i
 #if FT_X86
   if (use_avx512() && (ia <= 1 && ib <= 1)) row = binary_row_table(op);
 #endif
-  parallel_chunks(rows, double(inner) * (op == BinaryOp::Pow ? 16 : 1), [&](int64_t r0, int64_t r1) {
+  const double cost = op == BinaryOp::Pow ? 16 : 1;
+  // Few long rows (e.g. a flat same-shape op): split the rows into column chunks instead.
+  const int64_t kColChunk = 16384;
+  if (rows < 4 * int64_t(num_threads()) && inner > 2 * kColChunk) {
+    const int64_t nCh = (inner + kColChunk - 1) / kColChunk;
+    parallel_chunks(rows * nCh, double(kColChunk) * cost, [&](int64_t w0, int64_t w1) {
+      for (int64_t w = w0; w < w1; w++) {
+        const int64_t r = w / nCh, c0 = (w % nCh) * kColChunk, len = std::min(kColChunk, inner - c0);
+        int64_t rem = r, offA = c0 * ia, offB = c0 * ib;
+        for (int d = nd - 2; d >= 0; d--) {
+          const int64_t i = rem % sh[d];
+          rem /= sh[d];
+          offA += i * sa[d];
+          offB += i * sb[d];
+        }
+        float* o = out + r * inner + c0;
+        if (row) row(a + offA, ia, b + offB, ib, o, len);
+        else binary_row_scalar(opCopy, a + offA, ia, b + offB, ib, o, len);
+      }
+    });
+    return;
+  }
+  parallel_chunks(rows, double(inner) * cost, [&](int64_t r0, int64_t r1) {
     // multi-index of row r0 over the outer dims
-    std::vector<int64_t> idx(nd, 0);
+    int64_t idx[64] = {};
     int64_t rem = r0, offA = 0, offB = 0;
     for (int d = nd - 2; d >= 0; d--) {
       idx[d] = rem % sh[d];
@@ -743,13 +766,11 @@ void moments(const float* x, int64_t n, double* meanOut, double* m2Out) {
     m2 = [&]() FT_AVX512 {
       __m512 mu = _mm512_set1_ps(float(mean));
       __m512d acc = _mm512_setzero_pd();
-      double corr = 0;
       for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = vm::tail_mask(n - i);
         __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), mu);
         acc = vm::widen_add(acc, _mm512_mul_ps(d, d));
       }
-      (void)corr;
       return _mm512_reduce_add_pd(acc);
     }();
     // correct for the float rounding of the mean: sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2
@@ -827,6 +848,30 @@ FT_AVX512 void norm_bwd_dx_avx512(const float* x, const float* w, const float* d
     __m512 g = w ? _mm512_mul_ps(d, _mm512_maskz_loadu_ps(k, w + i)) : d;
     __m512 r = _mm512_fnmadd_ps(xh, vc, _mm512_sub_ps(g, va));
     _mm512_mask_storeu_ps(dx + i, k, _mm512_mul_ps(r, rs));
+  }
+}
+#endif
+
+#if FT_X86
+/** y = (x - mu) * scale + shift */
+FT_AVX512 void scale_shift_avx512(const float* x, float* y, int64_t n, float mu, float scale, float shift) {
+  const __m512 vm_ = _mm512_set1_ps(mu), vs = _mm512_set1_ps(scale), vb = _mm512_set1_ps(shift);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = vm::tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm_), vs, vb));
+  }
+}
+
+/** dx = rstd * (dy * w - a - xhat * c) for one channel of a group (scalar channel weight w). */
+FT_AVX512 void group_norm_dx_avx512(const float* x, const float* dy, float* dx, int64_t n, float mean, float rstd,
+                                    float w, float a, float c) {
+  const __m512 mu = _mm512_set1_ps(mean), rs = _mm512_set1_ps(rstd), vw = _mm512_set1_ps(w);
+  const __m512 va = _mm512_set1_ps(a), vc = _mm512_set1_ps(c);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = vm::tail_mask(n - i);
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mu), rs);
+    const __m512 g = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, dy + i), vw), va);  // not fused: matches a
+    _mm512_mask_storeu_ps(dx + i, k, _mm512_mul_ps(_mm512_fnmadd_ps(xh, vc, g), rs));
   }
 }
 #endif
@@ -987,6 +1032,12 @@ void group_norm_forward(const float* x, const float* w, const float* b, float* y
         const float shift = b ? b[ch] : 0.f;
         const float* xc = xg + c * spatial;
         float* yc = yg + c * spatial;
+#if FT_X86
+        if (use_avx512()) {
+          scale_shift_avx512(xc, yc, spatial, muF, scale, shift);
+          continue;
+        }
+#endif
         for (int64_t s = 0; s < spatial; s++) yc[s] = (xc[s] - muF) * scale + shift;
       }
     }
@@ -1013,12 +1064,8 @@ void group_norm_backward(const float* x, const float* w, const float* mean, cons
         const int64_t ch = g * cpg + c;
         const double wc = w ? w[ch] : 1.0;
         double sdy = 0, sdyx = 0;
-        for (int64_t s = 0; s < spatial; s++) {
-          double xh = (double(xg[c * spatial + s]) - mu) * rs;
-          double d = dyg[c * spatial + s];
-          sdy += d;
-          sdyx += d * xh;
-        }
+        norm_bwd_sums(xg + c * spatial, nullptr, dyg + c * spatial, spatial, float(mu), float(rs), &sdy, &sdyx, nullptr,
+                      nullptr);
         sg += sdy * wc;
         sgx += sdyx * wc;
         if (dw) dwAcc[task * channels + ch] += sdyx;
@@ -1028,6 +1075,13 @@ void group_norm_backward(const float* x, const float* w, const float* mean, cons
       for (int64_t c = 0; c < cpg; c++) {
         const int64_t ch = g * cpg + c;
         const double wc = w ? w[ch] : 1.0;
+#if FT_X86
+        if (use_avx512()) {
+          group_norm_dx_avx512(xg + c * spatial, dyg + c * spatial, dxg + c * spatial, spatial, float(mu), float(rs),
+                               float(wc), float(a), float(cc));
+          continue;
+        }
+#endif
         for (int64_t s = 0; s < spatial; s++) {
           const int64_t i = c * spatial + s;
           double xh = (double(xg[i]) - mu) * rs;
@@ -1071,6 +1125,15 @@ void im2col(const float* x, float* cols, const ConvGeom& g) {
           continue;
         }
         const float* src = xc + ih * g.width;
+        if (g.strideW == 1) {  // a shifted copy of the input row with zero edges
+          const int64_t off = kj - g.padLeft;  // iw = ow + off
+          const int64_t lo = std::min(g.outW, std::max<int64_t>(0, -off));
+          const int64_t hi = std::max(lo, std::min(g.outW, g.width - off));
+          std::memset(d, 0, lo * sizeof(float));
+          std::memcpy(d + lo, src + lo + off, (hi - lo) * sizeof(float));
+          std::memset(d + hi, 0, (g.outW - hi) * sizeof(float));
+          continue;
+        }
         for (int64_t ow = 0; ow < g.outW; ow++) {
           const int64_t iw = ow * g.strideW - g.padLeft + kj;
           d[ow] = (iw >= 0 && iw < g.width) ? src[iw] : 0.f;
@@ -1094,6 +1157,13 @@ void col2im(const float* cols, float* dx, const ConvGeom& g) {
           if (ih < 0 || ih >= g.height) continue;
           float* drow = xc + ih * g.width;
           const float* s = src + oh * g.outW;
+          if (g.strideW == 1) {
+            const int64_t off = kj - g.padLeft;
+            const int64_t lo = std::min(g.outW, std::max<int64_t>(0, -off));
+            const int64_t hi = std::max(lo, std::min(g.outW, g.width - off));
+            for (int64_t ow = lo; ow < hi; ow++) drow[ow + off] += s[ow];
+            continue;
+          }
           for (int64_t ow = 0; ow < g.outW; ow++) {
             const int64_t iw = ow * g.strideW - g.padLeft + kj;
             if (iw >= 0 && iw < g.width) drow[iw] += s[ow];

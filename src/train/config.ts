@@ -89,8 +89,10 @@ export interface TokenizerModelConfig {
 }
 
 export interface FlowConfig {
-  /** the official noise module's σ sampler: logit-normal (ln), optionally stratified; or uniform with SD3 mode scale */
-  timestep_sampler: { ln: boolean; stratified: boolean; mode_scale: number };
+  /** the official noise module's σ sampler: logit-normal (ln), optionally stratified; or uniform with SD3 mode scale.
+   * `shift` (not official; 1 = off) then maps σ → shift·σ / (1 + (shift − 1)·σ), the SD3 resolution shift towards
+   * high noise, which small pixel-space images need for the decoder to rely on the tokens */
+  timestep_sampler: { ln: boolean; stratified: boolean; mode_scale: number; shift: number };
   /** keep-k sampling of nested dropout ('uniform', 'pow2', 'uniform_pow2'; spec §10.2) */
   nested_dropout: KeepKSampling;
   /** probability that an image's whole register sequence is replaced by the null condition (CFG) */
@@ -167,7 +169,7 @@ const MODEL_DEFAULTS: TokenizerModelConfig = {
   null_cond: 'learned', frequency_embedding_size: 256, max_timestep: 1.0, qk_norm: true,
 };
 
-const FLOW_DEFAULTS: FlowConfig = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0 }, nested_dropout: 'pow2', cfg_dropout: 0.1 };
+const FLOW_DEFAULTS: FlowConfig = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'pow2', cfg_dropout: 0.1 };
 
 const REPA_DEFAULTS: RepaConfig = {
   layer: 1, weight: 0.5, projector_hidden: 256, teacher: 'fmnist-classifier',
@@ -355,6 +357,7 @@ function parseFlow(s: Section): FlowConfig {
     ln: ts.bool('ln', FLOW_DEFAULTS.timestep_sampler.ln),
     stratified: ts.bool('stratified', FLOW_DEFAULTS.timestep_sampler.stratified),
     mode_scale: ts.num('mode_scale', FLOW_DEFAULTS.timestep_sampler.mode_scale),
+    shift: ts.num('shift', FLOW_DEFAULTS.timestep_sampler.shift, { min: 0, exclusiveMin: true }),
   };
   ts.done();
   const f: FlowConfig = {

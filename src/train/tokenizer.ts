@@ -28,6 +28,12 @@ import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, ty
 import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, startRunDir, TrainProgress, writeSampleGrid } from './run.js';
 import { identityCodec, powerOfTwoKs, splitBatch, TokenizerModel, vaeCodec, type LatentCodec } from './tokenizer_model.js';
 
+/** σ → shift·σ / (1 + (shift − 1)·σ) in float32 (identity for shift 1): more weight on high noise for shift > 1. */
+export function shiftTimesteps(sigmas: number[], shift: number): number[] {
+  if (shift === 1) return sigmas;
+  return sigmas.map((s) => Math.fround((shift * s) / (1 + (shift - 1) * s)));
+}
+
 /** What one micro-batch contributed. */
 export interface MicroStats {
   loss: number;
@@ -148,7 +154,7 @@ export class TokenizerTrainer {
     // Training-time randomness, in a fixed order: keep-k, null condition, σ, ε.
     const keepK = codes.map(() => sampleKeepK(cfg.flow.nested_dropout, r, (lo, hi) => rng.randint(lo, hi)));
     const uncond = codes.map(() => cfg.flow.cfg_dropout > 0 && rng.bernoulli(cfg.flow.cfg_dropout));
-    const sigmas = sampleTimesteps(cfg.flow.timestep_sampler, b, rng);
+    const sigmas = shiftTimesteps(sampleTimesteps(cfg.flow.timestep_sampler, b, rng), cfg.flow.timestep_sampler.shift);
     const noised = x0List.map((x, i) => noiseLatents(x, { sigma: sigmas[i], noise: Tensor.randn(x.shape, rng) }));
 
     // Decoder, with the hidden states after block repa.layer tapped for REPA.
