@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { readSafetensors } from '../src/io/safetensors.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const cli = path.join(root, 'src/train/cli.ts');
+const cli = path.join(root, 'src/cli/main.ts');
 const STEPS = '16';
 
 function trainArgs(out: string, extra: string[] = []): string[] {

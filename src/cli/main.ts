@@ -1,4 +1,4 @@
-// The `flextok` command-line tool: tokenize, detokenize, reconstruct, parity, pull and demo.
+// The `flextok` command-line tool: tokenize, detokenize, reconstruct, parity, pull, demo, train-tokenizer, train-vae.
 import * as fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { commandHelp, parseCommand, UsageError, type CommandSpec, type ParsedArgs } from './args.js';
@@ -8,6 +8,7 @@ import { paritySpec, runParityCommand } from './parity_cmd.js';
 import { pullSpec, runPull } from './pull.js';
 import { reconstructSpec, runReconstruct } from './reconstruct.js';
 import { runTokenize, tokenizeSpec } from './tokenize.js';
+import { runTrainTokenizer, runTrainVae, trainTokenizerSpec, trainVaeSpec } from '../train/cli.js';
 
 interface Command {
   spec: CommandSpec;
@@ -29,6 +30,8 @@ const COMMANDS: readonly Command[] = [
   { spec: paritySpec, run: (a) => runParityCommand(a, print) },
   { spec: pullSpec, run: async (a) => (await runPull(a, log), 0) },
   { spec: demoSpec, run: async (a) => (await runDemo(a, print), 0) },
+  { spec: trainTokenizerSpec, run: async (a) => (await runTrainTokenizer(a), 0) },
+  { spec: trainVaeSpec, run: async (a) => (await runTrainVae(a), 0) },
 ];
 
 function version(): string {

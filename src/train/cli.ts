@@ -2,9 +2,8 @@
 // `node --import tsx src/train/cli.ts train-tokenizer --config … --out …`).
 
 import * as fs from 'node:fs';
-import { pathToFileURL } from 'node:url';
-import { commandHelp, parseCommand, UsageError, type CommandSpec, type ParsedArgs } from '../cli/args.js';
-import { ConfigError, parseTokenizerConfig, parseVaeConfig, readJsonFile, type TokenizerTrainConfig, type VaeTrainConfig } from './config.js';
+import { UsageError, type CommandSpec, type ParsedArgs } from '../cli/args.js';
+import { parseTokenizerConfig, parseVaeConfig, readJsonFile, type TokenizerTrainConfig, type VaeTrainConfig } from './config.js';
 import { runPaths, writeTextAtomic } from './run.js';
 import { runTokenizerTraining } from './tokenizer.js';
 import { runVaeTraining } from './vae.js';
@@ -96,51 +95,16 @@ function resolveConfig<C extends TokenizerTrainConfig | VaeTrainConfig>(args: Pa
   return { config: resumed, outDir, resume };
 }
 
-async function runCommand(spec: CommandSpec, argv: string[], body: (args: ParsedArgs) => Promise<void>): Promise<number> {
-  try {
-    const args = parseCommand(spec, argv);
-    if (args.flag('help')) {
-      process.stdout.write(`${commandHelp(spec)}\n`);
-      return 0;
-    }
-    if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, spec.name);
-    await body(args);
-    return 0;
-  } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    if (process.env.FLEXTOK_DEBUG === '1' && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-    else process.stderr.write(`flextok ${spec.name}: error: ${msg}\n`);
-    if (err instanceof UsageError) process.stderr.write(`Run 'flextok ${spec.name} --help' for usage.\n`);
-    else if (err instanceof ConfigError) process.stderr.write('Check the config file against configs/*.json.\n');
-    return 1;
-  }
+/** `flextok train-tokenizer …` (registered in src/cli/main.ts, which handles --help and errors). */
+export async function runTrainTokenizer(args: ParsedArgs): Promise<void> {
+  if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
+  const { config, outDir, resume } = resolveConfig(args, parseTokenizerConfig);
+  await runTokenizerTraining({ config, outDir, resume });
 }
 
-/** `flextok train-tokenizer …`; resolves to the exit status. */
-export async function trainTokenizerCommand(argv: string[]): Promise<number> {
-  return runCommand(trainTokenizerSpec, argv, async (args) => {
-    const { config, outDir, resume } = resolveConfig(args, parseTokenizerConfig);
-    await runTokenizerTraining({ config, outDir, resume });
-  });
-}
-
-/** `flextok train-vae …`; resolves to the exit status. */
-export async function trainVaeCommand(argv: string[]): Promise<number> {
-  return runCommand(trainVaeSpec, argv, async (args) => {
-    const { config, outDir, resume } = resolveConfig(args, parseVaeConfig);
-    await runVaeTraining({ config, outDir, resume });
-  });
-}
-
-// Direct execution: node --import tsx src/train/cli.ts train-tokenizer|train-vae [options]
-const entry = process.argv[1];
-if (entry !== undefined && import.meta.url === pathToFileURL(fs.realpathSync(entry)).href) {
-  const [command, ...rest] = process.argv.slice(2);
-  const handler = command === 'train-tokenizer' ? trainTokenizerCommand : command === 'train-vae' ? trainVaeCommand : null;
-  if (!handler) {
-    process.stderr.write('usage: node --import tsx src/train/cli.ts train-tokenizer|train-vae [options] (--help for details)\n');
-    process.exitCode = 1;
-  } else {
-    handler(rest).then((code) => (process.exitCode = code));
-  }
+/** `flextok train-vae …` (registered in src/cli/main.ts). */
+export async function runTrainVae(args: ParsedArgs): Promise<void> {
+  if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
+  const { config, outDir, resume } = resolveConfig(args, parseVaeConfig);
+  await runVaeTraining({ config, outDir, resume });
 }
