@@ -12,6 +12,7 @@ export {
   type FlexTokLoadOptions,
   type TokenizeOptions,
 } from './flextok/model.js';
+export { IdentityLatentCodec, VaeLatentCodec, type LatentCodec } from './flextok/latent_codec.js';
 export {
   ALLOWED_TARGETS,
   CheckpointConfigError,

@@ -11,6 +11,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import { Rng } from '../src/tensor/rng.js';
+import { decoderConfigOf, encoderConfigOf, parseTokenizerConfig, readJsonFile } from '../src/train/config.js';
+import { exportTokenizer } from '../src/train/export.js';
+import { initDecoder, initEncoder } from '../src/train/init.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const GOLDEN_REL = '../shared/golden';
@@ -153,5 +157,35 @@ describe('flextok CLI', () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+
+  it('demo reconstructs the shipped images with a given pixel-space model: grid PNG and PSNR table', async () => {
+    // A tiny untrained 1-channel 32×32 tokenizer (4×4 patches, 8 tokens) in the trainer's export layout.
+    const cfg = parseTokenizerConfig(readJsonFile(path.join(ROOT, 'configs/test-tiny.json')), 'configs/test-tiny.json');
+    const rng = new Rng(1);
+    const model = path.join(dir, 'pixel-model.safetensors');
+    exportTokenizer(model, {
+      encoder: initEncoder(encoderConfigOf(cfg.model, 1, 32), rng),
+      decoder: initDecoder(decoderConfigOf(cfg.model, 1, 32), rng),
+      fsqLevels: cfg.model.fsq_levels,
+      flow: cfg.flow,
+      cfgDropout: cfg.flow.cfg_dropout,
+      vae: { kind: 'identity', channels: 1 },
+      dtype: 'F16',
+    });
+    const out = path.join(dir, 'demo.png');
+    const r = await flextok(['demo', '--model', model, '--out', out, '--steps', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /decoding 8\/8/);
+    assert.match(r.stdout, /pixel space, 1 channel, 32×32 px, 8 tokens/);
+    assert.match(r.stdout, /\| +k \| +MSE \| PSNR \(dB\) \|/);
+    for (const k of [1, 2, 4, 8]) assert.match(r.stdout, new RegExp(`\\| +${k} \\| \\d+\\.\\d{5} \\| +-?\\d+\\.\\d{2} \\|`), `row k=${k}`);
+    assert.ok(r.stdout.includes(`wrote ${out}`), r.stdout);
+    // 10 rows × (original + 4 values of k), 32×32 cells shown ×4 with 4-pixel gaps.
+    const meta = await sharp(out).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 5 * (128 + 4), 4 + 10 * (128 + 4)]);
+
+    const missing = await flextok(['demo', '--model', path.join(dir, 'nope.safetensors'), '--out', out]);
+    assertCleanError(missing, /nope\.safetensors: no such file/);
   });
 });

@@ -1,42 +1,212 @@
-// `flextok demo`: a short demonstration of the tensor engine (ops, autograd, AdamW) on a toy regression;
-// a placeholder until the reconstruction demo arrives.
-import { AdamW, backendName, linear, mseLoss, Rng, silu, Tensor } from '../tensor/index.js';
-import type { CommandSpec, ParsedArgs } from './args.js';
+// `flextok demo`: the offline showcase — the shipped Fashion-MNIST tokenizer reconstructs the ten shipped test
+// images from their first k = 1, 2, 4, …, R tokens, writes the coarse-to-fine grid and prints MSE / PSNR per k.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { psnrPerImage } from '../eval/metrics.js';
+import { FlexTok } from '../flextok/model.js';
+import { mixSeed } from '../io/datasets.js';
+import { loadImage, saveGrid } from '../io/image.js';
+import { Rng } from '../tensor/rng.js';
+import { Tensor } from '../tensor/tensor.js';
+import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
+import { ProgressBar } from './progress.js';
+
+/** The shipped default model and test images, relative to the package root. */
+export const DEFAULT_DEMO_MODEL = 'models/fmnist-default/model.safetensors';
+export const DEMO_IMAGE_DIR = 'assets/fashion-mnist';
+/** Grid cells are shown this many times larger (nearest neighbour), so 32×32 images are visible. */
+const CELL_SCALE = 4;
 
 export const demoSpec: CommandSpec = {
   name: 'demo',
-  summary: 'A short engine demo: fit a small SiLU MLP to a noisy sine with autograd and AdamW.',
-  usage: 'flextok demo [--steps N]',
+  summary: 'Reconstruct the shipped Fashion-MNIST images from 1, 2, 4, … tokens with the shipped model: a grid and a PSNR table.',
+  usage: 'flextok demo [--model FILE] [--out FILE] [--steps N] [--guidance S] [--apg] [--seed N]',
   positionals: [],
-  options: [{ name: 'steps', kind: 'string', value: 'N', help: 'training steps', defaultText: '200' }],
+  options: [
+    { name: 'model', short: 'm', kind: 'string', value: 'FILE', help: 'tokenizer checkpoint (model.safetensors or its folder)', defaultText: `the shipped ${DEFAULT_DEMO_MODEL}` },
+    { name: 'out', short: 'o', kind: 'string', value: 'FILE', help: 'output grid: one row per image, the original then one column per k', defaultText: 'flextok-demo.png' },
+    { name: 'steps', kind: 'string', value: 'N', help: 'Euler denoising steps', defaultText: '25' },
+    { name: 'guidance', kind: 'string', value: 'S', help: 'guidance scale (1 = no guidance)', defaultText: '1' },
+    { name: 'apg', kind: 'boolean', help: 'adaptive projected guidance instead of plain classifier-free guidance (with --guidance ≠ 1)' },
+    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the initial noise', defaultText: '0' },
+  ],
+  notes: [
+    `The images are the ${DEMO_IMAGE_DIR}/*.png files (one 28×28 Fashion-MNIST test image per class), centred on the model's canvas with background −1 (black) as in training.`,
+    "Every column of a row starts from the same initial noise, so the columns differ only in k. MSE is on the [-1, 1] scale, PSNR on the [0, 1] scale (reconstructions clamped to [-1, 1]).",
+  ],
 };
 
+/** The folder holding package.json: two levels above src/cli/, three above dist/src/cli/. */
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg)) {
+      try {
+        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name === 'flextok') return dir;
+      } catch {
+        // not ours; keep looking
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the flextok package root above ${path.dirname(fileURLToPath(import.meta.url))}`);
+    dir = parent;
+  }
+}
+
+/** k = 1, 2, 4, …, r (and r itself when it is not a power of two). */
+export function powerOfTwoKs(r: number): number[] {
+  const ks: number[] = [];
+  for (let k = 1; k <= r; k *= 2) ks.push(k);
+  if (ks[ks.length - 1] !== r) ks.push(r);
+  return ks;
+}
+
+/** img [1, C, h, w] centred on an [height, width] canvas of −1 (larger sides are centre-cropped). */
+export function padToCanvas(img: Tensor, height: number, width: number): Tensor {
+  const [, c, h, w] = img.shape as [number, number, number, number];
+  if (h === height && w === width) return img;
+  const out = new Float32Array(c * height * width).fill(-1);
+  const oy = Math.floor((height - h) / 2);
+  const ox = Math.floor((width - w) / 2);
+  const src = img.f;
+  for (let ch = 0; ch < c; ch++) {
+    for (let y = Math.max(0, -oy); y < Math.min(h, height - oy); y++) {
+      for (let x = Math.max(0, -ox); x < Math.min(w, width - ox); x++) out[(ch * height + y + oy) * width + x + ox] = src[(ch * h + y) * w + x]!;
+    }
+  }
+  return new Tensor(out, [1, c, height, width]);
+}
+
+/** The first `channels` planes of an RGB [1, 3, H, W] image (grey images have R = G = B). */
+function takeChannels(rgb: Tensor, channels: number): Tensor {
+  if (channels === 3) return rgb;
+  if (channels !== 1) throw new UsageError(`the model takes ${channels}-channel images; the demo images are greyscale or RGB`, 'demo');
+  const [, , h, w] = rgb.shape as [number, number, number, number];
+  return new Tensor(Float32Array.from(rgb.f.subarray(0, h * w)), [1, 1, h, w]);
+}
+
+/** [1, C, H, W] → an RGB [1, 3, sH, sW] grid cell: grey replicated, clamped later by the PNG writer, nearest ×s. */
+function gridCell(img: Tensor, scale: number): Tensor {
+  const [, c, h, w] = img.shape as [number, number, number, number];
+  const sh = h * scale;
+  const sw = w * scale;
+  const out = new Float32Array(3 * sh * sw);
+  const src = img.f;
+  for (let ch = 0; ch < 3; ch++) {
+    const from = c === 1 ? 0 : ch;
+    for (let y = 0; y < sh; y++) {
+      const row = (from * h + Math.floor(y / scale)) * w;
+      for (let x = 0; x < sw; x++) out[(ch * sh + y) * sw + x] = src[row + Math.floor(x / scale)]!;
+    }
+  }
+  return new Tensor(out, [1, 3, sh, sw]);
+}
+
+function clampUnit(x: Tensor): Tensor {
+  const out = new Float32Array(x.size);
+  const s = x.f;
+  for (let i = 0; i < out.length; i++) out[i] = Number.isNaN(s[i]!) ? 0 : Math.min(1, Math.max(-1, s[i]!));
+  return new Tensor(out, x.shape);
+}
+
+/** A path relative to the working directory when it lies below it, else absolute. */
+function displayPath(file: string): string {
+  const rel = path.relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : path.resolve(file);
+}
+
+/** The model file to use: --model, or the shipped default (with a clear error when it is missing). */
+function demoModelFile(args: ParsedArgs, root: string): string {
+  const given = args.str('model');
+  if (given !== undefined) {
+    const file = path.resolve(given);
+    if (!fs.existsSync(file)) throw new UsageError(`--model ${given}: no such file or folder`, 'demo');
+    return file;
+  }
+  const file = path.join(root, DEFAULT_DEMO_MODEL);
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `the demo model ${file} is missing; it ships with the repository (restore it with 'git checkout models/' in ${root}), ` +
+        `or pass --model <model.safetensors> (e.g. one written by 'flextok train-tokenizer')`,
+    );
+  }
+  return file;
+}
+
 export async function runDemo(args: ParsedArgs, print: (line: string) => void): Promise<void> {
-  const steps = args.num('steps', 200, { integer: true, min: 1 });
-  const rng = new Rng(0);
-  const n = 256;
-  const hidden = 32;
-  const xs = new Float32Array(n);
-  const ys = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    xs[i] = (i / (n - 1)) * 2 * Math.PI - Math.PI;
-    ys[i] = Math.sin(xs[i]!) + 0.05 * rng.normal();
-  }
-  const x = new Tensor(xs, [n, 1]);
-  const y = new Tensor(ys, [n, 1]);
-  const w1 = Tensor.randn([hidden, 1], rng, 'float32', 1).requireGrad();
-  const b1 = Tensor.zeros([hidden]).requireGrad();
-  const w2 = Tensor.randn([1, hidden], rng, 'float32', 1 / Math.sqrt(hidden)).requireGrad();
-  const b2 = Tensor.zeros([1]).requireGrad();
-  const opt = new AdamW([w1, b1, w2, b2], { lr: 0.02, weightDecay: 0 });
-  print(`engine demo (backend: ${backendName()}): fitting sin(x) on [-π, π] with a ${hidden}-unit SiLU MLP, ${steps} AdamW steps`);
+  const steps = args.num('steps', 25, { integer: true, min: 1 });
+  const guidance = args.num('guidance', 1);
+  const apg = args.flag('apg');
+  const seed = args.num('seed', 0, { integer: true, min: 0 });
+  const out = path.resolve(args.str('out') ?? 'flextok-demo.png');
+  const root = packageRoot();
+
+  const modelFile = demoModelFile(args, root);
   const started = Date.now();
-  for (let step = 1; step <= steps; step++) {
-    opt.zeroGrad();
-    const loss = mseLoss(linear(silu(linear(x, w1, b1)), w2, b2), y);
-    loss.backward();
-    opt.step();
-    if (step === 1 || step % Math.max(1, Math.floor(steps / 5)) === 0 || step === steps) print(`  step ${String(step).padStart(4)}  mse ${loss.item().toFixed(5)}`);
+  const model = FlexTok.load(modelFile);
+  const [height, width] = model.imageSize;
+  const r = model.numTokens;
+  print(
+    `loaded ${displayPath(model.source)} in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+      `${model.isPixelSpace ? `pixel space, ${model.imageChannels} channel${model.imageChannels > 1 ? 's' : ''}` : 'with a VAE'}, ${height}×${width} px, ` +
+      `${r} tokens of ${model.codebookSize} ids`,
+  );
+
+  const imageDir = path.join(root, DEMO_IMAGE_DIR);
+  const files = fs.existsSync(imageDir) ? fs.readdirSync(imageDir).filter((f) => f.toLowerCase().endsWith('.png')).sort() : [];
+  if (files.length === 0) throw new Error(`no demo images in ${imageDir} (they ship with the repository; restore them with 'git checkout assets/')`);
+  const names = files.map((f) => path.basename(f, '.png'));
+  const images: Tensor[] = [];
+  for (const f of files) {
+    const rgb = await loadImage(path.join(imageDir, f), { resize: false, multipleOf: 1 });
+    images.push(padToCanvas(takeChannels(rgb, model.imageChannels), height, width));
   }
-  print(`done in ${((Date.now() - started) / 1000).toFixed(2)} s (noise floor ≈ ${(0.05 ** 2).toFixed(4)})`);
+
+  const ids = model.tokenize(images, { samplePosterior: false });
+  const ks = powerOfTwoKs(r);
+  // Image i starts from noise drawn from (seed, i) alone — the same for every k, and the same as the
+  // trainer's sample grids and eval-tokenizer (src/train/tokenizer_model.ts).
+  const f = model.vaeDownsampling;
+  const c = model.config.vae.latentChannels;
+  const noise = images.map((_, i) => Tensor.randn([1, c, height / f, width / f], new Rng(mixSeed(seed, i))));
+
+  const guide = guidance === 1 ? 'no guidance' : `guidance ${guidance} (${apg ? 'APG' : 'CFG'})`;
+  print(`reconstructing ${images.length} images from their first k = ${ks.join(', ')} of ${r} tokens (${steps} Euler steps, ${guide}, seed ${seed})`);
+  const bar = new ProgressBar(`decoding`, ks.length * steps);
+  const recons: Tensor[][] = [];
+  try {
+    ks.forEach((k, j) => {
+      recons.push(
+        model.decodeImages(ids, { k, steps, guidance, apg, noise, onStep: (step) => bar.update(j * steps + step) }).map(clampUnit),
+      );
+    });
+  } catch (err) {
+    bar.abort();
+    throw err;
+  }
+  bar.done(`(${ks.length} values of k × ${images.length} images)`);
+
+  const rows = images.map((img, i) => [gridCell(img, CELL_SCALE), ...recons.map((perK) => gridCell(perK[i]!, CELL_SCALE))]);
+  await saveGrid(rows, out, { gap: 4 });
+
+  print('');
+  print(`|    k |      MSE | PSNR (dB) |`);
+  print(`| ---: | -------: | --------: |`);
+  ks.forEach((k, j) => {
+    let se = 0;
+    let values = 0;
+    let psnrSum = 0;
+    recons[j]!.forEach((rec, i) => {
+      const orig = images[i]!;
+      for (let v = 0; v < rec.size; v++) se += (rec.f[v]! - orig.f[v]!) ** 2;
+      values += rec.size;
+      psnrSum += psnrPerImage(rec, orig)[0]!;
+    });
+    print(`| ${String(k).padStart(4)} | ${(se / values).toFixed(5)} | ${(psnrSum / images.length).toFixed(2).padStart(9)} |`);
+  });
+  print(`(mean over the ${images.length} images: ${names.join(', ')}; MSE on the [-1, 1] scale, PSNR on [0, 1])`);
+  print('');
+  print(`wrote ${out}: ${rows.length} rows (one per image) × (original + k = ${ks.join(', ')}), cells ×${CELL_SCALE}`);
 }

@@ -82,7 +82,7 @@ export async function loadImages(files: string[], model: FlexTok, args: ParsedAr
   const resize = !args.flag('no-resize');
   if (!resize && args.has('size')) throw new UsageError('--size and --no-resize contradict each other', args.command);
   const images: Tensor[] = [];
-  for (const file of files) images.push(await loadImage(file, { size, resize, multipleOf: model.pixelsPerPatch }));
+  for (const file of files) images.push(await loadImage(file, { size, resize, multipleOf: model.pixelsPerPatch, channels: model.imageChannels === 1 ? 1 : 3 }));
   return images;
 }
 

@@ -17,6 +17,9 @@ export const ALLOWED_TARGETS: readonly string[] = [
   'flextok.flextok_wrapper.FlexTok',
   'flextok.flextok_wrapper.FlexTokFromHub',
   'flextok.vae_wrapper.StableDiffusionVAE',
+  // Not an official class: the "VAE" of pixel-space models exported by this package's trainer (no
+  // parameters; the latents are the images). See src/train/export.ts.
+  'flextok_ts.identity_vae.IdentityVAE',
   'flextok.flow_matching.pipelines.MinRFPipeline',
   'flextok.flow_matching.noise_modules.MinRFNoiseModule',
   'flextok.flow_matching.cfg_utils.MomentumBuffer',
@@ -54,6 +57,7 @@ const T = {
   flexTok: 'flextok.flextok_wrapper.FlexTok',
   flexTokFromHub: 'flextok.flextok_wrapper.FlexTokFromHub',
   vae: 'flextok.vae_wrapper.StableDiffusionVAE',
+  identityVae: 'flextok_ts.identity_vae.IdentityVAE',
   pipeline: 'flextok.flow_matching.pipelines.MinRFPipeline',
   noiseModule: 'flextok.flow_matching.noise_modules.MinRFNoiseModule',
   sequential: 'flextok.model.utils.wrappers.SequentialModuleDictWrapper',
@@ -95,8 +99,17 @@ export class CheckpointConfigError extends Error {
   }
 }
 
-/** The StableDiffusionVAE wrapper settings (the architecture comes from the VAE repository's config.json). */
+/** The `_target_` of the identity "VAE" of pixel-space checkpoints (written by src/train/export.ts). */
+export const IDENTITY_VAE_TARGET = T.identityVae;
+
+/**
+ * The image ↔ latent stage: `kind` 'stable-diffusion' is the official StableDiffusionVAE wrapper (the
+ * architecture comes from the VAE repository's config.json); 'identity' is a pixel-space model whose latents
+ * are the images themselves (latentChannels = image channels, no hub repository, scaling factor 1, nothing
+ * to sample).
+ */
 export interface VaeSettings {
+  kind: 'stable-diffusion' | 'identity';
   /** Hub repository id of the VAE (`EPFL-VILAB/flextok_vae_c16`), or null: the base config of spec §9.2. */
   hfHubPath: string | null;
   latentChannels: number;
@@ -867,24 +880,32 @@ export function buildFlexTokConfig(config: PyMap, source: string): FlexTokConfig
     if (!TOP_LEVEL_KEYS.includes(keyName(key))) root.fail(`unexpected top-level entry '${keyName(key)}' (expected ${TOP_LEVEL_KEYS.join(', ')})`);
   }
 
-  // VAE wrapper.
+  // VAE wrapper (or the identity of a pixel-space model).
   const vaeNode = root.child('vae');
-  vaeNode.expectTarget(T.vae);
+  const vaeTarget = vaeNode.expectTarget(T.vae, T.identityVae);
   vaeNode.str('images_read_key');
   const vaeLatentsRead = vaeNode.str('vae_latents_read_key');
   const vaeLatentsWrite = vaeNode.str('vae_latents_write_key');
   vaeNode.str('images_reconst_write_key');
-  vaeNode.optStr('vae_kl_loss_write_key');
-  const vae: VaeSettings = {
-    hfHubPath: vaeNode.optStr('hf_hub_path'),
-    latentChannels: vaeNode.int('latent_channels', 16),
-    scalingFactor: vaeNode.optNum('scaling_factor'),
-    samplePosterior: vaeNode.bool('sample_posterior', true),
-    dtypeOverride: vaeNode.optStr('dtype_override', 'fp32'),
-  };
-  if (vae.scalingFactor === 0) vae.scalingFactor = null; // the wrapper's `scaling_factor or config's`
-  vaeNode.require('learnable_logvar', false, false, 'the learnable logvar is a training option (it adds a vae.logvar tensor)');
-  vaeNode.ignore('logvar_init', 'compile_encode_fn', 'force_vae_encode', 'frozen');
+  let vae: VaeSettings;
+  if (vaeTarget === T.identityVae) {
+    const channels = vaeNode.int('latent_channels');
+    if (channels < 1) vaeNode.fail(`expected a positive number of channels, got ${channels}`, 'latent_channels');
+    vae = { kind: 'identity', hfHubPath: null, latentChannels: channels, scalingFactor: 1, samplePosterior: false, dtypeOverride: null };
+  } else {
+    vaeNode.optStr('vae_kl_loss_write_key');
+    vae = {
+      kind: 'stable-diffusion',
+      hfHubPath: vaeNode.optStr('hf_hub_path'),
+      latentChannels: vaeNode.int('latent_channels', 16),
+      scalingFactor: vaeNode.optNum('scaling_factor'),
+      samplePosterior: vaeNode.bool('sample_posterior', true),
+      dtypeOverride: vaeNode.optStr('dtype_override', 'fp32'),
+    };
+    if (vae.scalingFactor === 0) vae.scalingFactor = null; // the wrapper's `scaling_factor or config's`
+    vaeNode.require('learnable_logvar', false, false, 'the learnable logvar is a training option (it adds a vae.logvar tensor)');
+    vaeNode.ignore('logvar_init', 'compile_encode_fn', 'force_vae_encode', 'frozen');
+  }
   vaeNode.done();
 
   // Regularizer (FSQ).

@@ -1,5 +1,6 @@
-// The FlexTok tokenizer as one object: load an official checkpoint, turn images into 1D token sequences
-// (VAE → register encoder → FSQ) and token prefixes back into images (FSQ codes → rectified-flow decoder → VAE).
+// The FlexTok tokenizer as one object: load an official checkpoint (or a pixel-space one exported by our
+// trainer), turn images into 1D token sequences (VAE → register encoder → FSQ) and token prefixes back into
+// images (FSQ codes → rectified-flow decoder → VAE); a pixel-space model has the identity in place of the VAE.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheRoot } from '../io/hub.js';
@@ -11,6 +12,7 @@ import { FlowDecoder } from './decoder.js';
 import { RegisterEncoder } from './encoder.js';
 import { detokenizeLatents } from './flow.js';
 import { FSQ } from './fsq.js';
+import { IdentityLatentCodec, VaeLatentCodec, type LatentCodec } from './latent_codec.js';
 import { AutoencoderKL, FlexTokVAE, parseAutoencoderKLConfig, type AutoencoderKLConfig } from './vae.js';
 import { WeightMap, type Trace } from './weights.js';
 import { readTensorFile } from './parity_util.js';
@@ -31,7 +33,7 @@ export interface FlexTokLoadOptions {
 }
 
 export interface TokenizeOptions {
-  /** Tokenize from a posterior sample (default: the checkpoint's `sample_posterior`) or from the mean. */
+  /** Tokenize from a posterior sample (default: the checkpoint's `sample_posterior`) or from the mean (a pixel-space model has no posterior: ignored). */
   samplePosterior?: boolean;
   /** The posterior ε: one [1, C, h, w] per image, or [N, C, h, w] for equal sizes. */
   noise?: Tensor | Tensor[];
@@ -68,7 +70,7 @@ export interface AutoencodeOptions extends Omit<DetokenizeOptions, 'noise' | 'im
 }
 
 export interface EncodeResult {
-  /** Scaled VAE latents, one [1, C, h, w] per image. */
+  /** Scaled VAE latents (the images themselves in pixel space), one [1, C, h, w] per image. */
   latents: Tensor[];
   /** Encoder outputs before quantisation, one [1, R, d] per image. */
   encLatents: Tensor[];
@@ -80,7 +82,7 @@ export interface EncodeResult {
 export interface DecodeResult {
   /** Final flow latents, one [1, C, h, w] per image. */
   latents: Tensor[];
-  /** Decoded images (not clamped), one [1, 3, H, W] per image. */
+  /** Decoded images (not clamped), one [1, C, H, W] per image (C = imageChannels: 3 with a VAE). */
   images: Tensor[];
 }
 
@@ -104,13 +106,14 @@ function baseVaeConfig(latentChannels: number, scalingFactor: number): Autoencod
   );
 }
 
-/** Images as a list of [1, 3, H, W] tensors (a batch tensor is split; [3, H, W] gets a batch axis). */
-function imageList(images: Tensor | Tensor[]): Tensor[] {
+/** Images as a list of [1, C, H, W] tensors (a batch tensor is split; [C, H, W] gets a batch axis). */
+function imageList(images: Tensor | Tensor[], channels: number): Tensor[] {
   const list = images instanceof Tensor ? (images.ndim === 4 ? Array.from({ length: images.shape[0]! }, (_, i) => slice(images, 0, i, i + 1)) : [images]) : images;
   return list.map((img, i) => {
     const t = img.ndim === 3 ? reshape(img, [1, ...img.shape]) : img;
-    if (t.ndim !== 4 || t.shape[0] !== 1 || t.shape[1] !== 3) {
-      throw new FlexTokInputError(`image ${i}: expected an RGB image [1, 3, H, W] (or a batch [N, 3, H, W]), got [${img.shape.join(', ')}]`);
+    if (t.ndim !== 4 || t.shape[0] !== 1 || t.shape[1] !== channels) {
+      const kind = channels === 3 ? 'an RGB image' : channels === 1 ? 'a greyscale image' : `a ${channels}-channel image`;
+      throw new FlexTokInputError(`image ${i}: expected ${kind} [1, ${channels}, H, W] (or a batch [N, ${channels}, H, W]), got [${img.shape.join(', ')}]`);
     }
     return t;
   });
@@ -125,7 +128,8 @@ export class FlexTok {
 
   private constructor(
     readonly config: FlexTokConfig,
-    readonly vae: FlexTokVAE,
+    /** Images ↔ latents: the VAE, or the identity of a pixel-space model. */
+    readonly codec: LatentCodec,
     readonly encoder: RegisterEncoder,
     readonly decoder: FlowDecoder,
     /** The checkpoint file. */
@@ -134,15 +138,40 @@ export class FlexTok {
     this.fsq = new FSQ(config.fsqLevels);
   }
 
+  /** The VAE (models with one; a pixel-space model has none, see `codec`). */
+  get vae(): FlexTokVAE {
+    if (!(this.codec instanceof VaeLatentCodec)) throw new FlexTokInputError(`${this.source}: this is a pixel-space model; it has no VAE`);
+    return this.codec.vae;
+  }
+
+  /** Whether the model works on the images themselves (no VAE). */
+  get isPixelSpace(): boolean {
+    return this.codec.kind === 'identity';
+  }
+
+  /** Channels of the images the model takes and returns (3 with a VAE; the image channels in pixel space). */
+  get imageChannels(): number {
+    return this.codec.imageChannels;
+  }
+
   /**
    * Loads a checkpoint (`model.safetensors` or a folder holding it). The VAE architecture and scaling factor
    * come from the VAE hub repository the config names (`vae.hf_hub_path`), looked up in `hubDir`, in `hub/`
    * next to the checkpoint, and in the hub cache; its weights come from the checkpoint (`vae.vae.*`) or,
-   * when the checkpoint has none, from the repository.
+   * when the checkpoint has none, from the repository. A pixel-space checkpoint (vae target
+   * `flextok_ts.identity_vae.IdentityVAE`, written by `flextok train-tokenizer`) needs no VAE.
    */
   static load(pathOrDir: string, opts: FlexTokLoadOptions = {}): FlexTok {
     const ckpt = readCheckpoint(pathOrDir);
     const cfg = ckpt.config;
+    if (cfg.vae.kind === 'identity') {
+      const weights = new WeightMap(ckpt.tensors, ckpt.file);
+      for (const prefix of cfg.trainingOnlyPrefixes) weights.ignore((name) => name.startsWith(prefix));
+      const encoder = RegisterEncoder.load(cfg.encoder, weights);
+      const decoder = FlowDecoder.load(cfg.decoder, weights);
+      weights.finish();
+      return new FlexTok(cfg, new IdentityLatentCodec(cfg.vae.latentChannels), encoder, decoder, ckpt.file);
+    }
     const hubDirs = [
       ...(opts.hubDir === undefined ? [] : Array.isArray(opts.hubDir) ? opts.hubDir : [opts.hubDir]),
       path.join(path.dirname(ckpt.file), 'hub'),
@@ -188,7 +217,7 @@ export class FlexTok {
     const decoder = FlowDecoder.load(cfg.decoder, weights);
     weights.finish();
     const vae = new FlexTokVAE(autoencoder, { scalingFactor: cfg.vae.scalingFactor });
-    return new FlexTok(cfg, vae, encoder, decoder, ckpt.file);
+    return new FlexTok(cfg, new VaeLatentCodec(vae), encoder, decoder, ckpt.file);
   }
 
   /** Register tokens per image R (256 for the released models). */
@@ -201,9 +230,9 @@ export class FlexTok {
     return this.fsq.codebookSize;
   }
 
-  /** Pixels per latent cell (the VAE's downsampling factor). */
+  /** Pixels per latent cell (the VAE's downsampling factor; 1 in pixel space). */
   get vaeDownsampling(): number {
-    return this.vae.vae.downsamplingFactor;
+    return this.codec.downsamplingFactor;
   }
 
   /** Image sides must be multiples of this: VAE downsampling × patch size. */
@@ -233,9 +262,10 @@ export class FlexTok {
   /** VAE → encoder → FSQ with every intermediate (see tokenize). */
   encode(images: Tensor | Tensor[], opts: TokenizeOptions = {}): EncodeResult {
     return noGrad(() => {
-      const list = imageList(images);
+      const list = imageList(images, this.imageChannels);
       list.forEach((img, i) => this.checkImageSize(img.shape[2]!, img.shape[3]!, `image ${i}`));
-      const samplePosterior = opts.samplePosterior ?? this.config.vae.samplePosterior;
+      // The identity has no posterior to sample.
+      const samplePosterior = this.codec.kind === 'vae' && (opts.samplePosterior ?? this.config.vae.samplePosterior);
       const noiseList = opts.noise === undefined ? null : imageList4(opts.noise);
       if (noiseList !== null && noiseList.length !== list.length) {
         throw new FlexTokInputError(`${noiseList.length} posterior noise tensors for ${list.length} images`);
@@ -257,8 +287,8 @@ export class FlexTok {
           const parts = noiseList !== null ? noiseList.slice(start, end) : list.slice(start, end).map(() => Tensor.randn(shape, new Rng(seed)));
           noise = parts.length === 1 ? parts[0]! : concat(parts, 0);
         }
-        const enc = this.vae.encode(batch, { samplePosterior, noise });
-        for (let i = start; i < end; i++) latents[i] = end - start === 1 ? enc.latents : slice(enc.latents, 0, i - start, i - start + 1);
+        const encoded = this.codec.encode(batch, { samplePosterior, noise });
+        for (let i = start; i < end; i++) latents[i] = end - start === 1 ? encoded : slice(encoded, 0, i - start, i - start + 1);
         start = end;
       }
       const encLatents = this.encoder.forward(latents);
@@ -274,8 +304,8 @@ export class FlexTok {
   }
 
   /**
-   * Images → token ids: `images` is [N, 3, H, W] in [-1, 1] or a list of [1, 3, H, W] (sizes may differ;
-   * multiples of `pixelsPerPatch`, at most `imageSize`). Returns R ids per image, coarse to fine.
+   * Images → token ids: `images` is [N, C, H, W] in [-1, 1] or a list of [1, C, H, W] (C = imageChannels;
+   * sizes may differ; multiples of `pixelsPerPatch`, at most `imageSize`). Returns R ids per image, coarse to fine.
    */
   tokenize(images: Tensor | Tensor[], opts: TokenizeOptions = {}): number[][] {
     return this.encode(images, opts).ids;
@@ -355,7 +385,7 @@ export class FlexTok {
       while (start < latents.length) {
         let end = start + 1;
         while (end < latents.length && sameShape(latents[end]!.shape, latents[start]!.shape)) end++;
-        const decoded = this.vae.decode(end - start === 1 ? latents[start]! : concat(latents.slice(start, end), 0));
+        const decoded = this.codec.decode(end - start === 1 ? latents[start]! : concat(latents.slice(start, end), 0));
         for (let i = start; i < end; i++) images[i] = end - start === 1 ? decoded : slice(decoded, 0, i - start, i - start + 1);
         start = end;
       }
@@ -364,7 +394,7 @@ export class FlexTok {
   }
 
   /**
-   * Token ids → images [N, 3, H, W] (not clamped; [-1, 1] is the displayable range). Each sequence has 1 to R
+   * Token ids → images [N, C, H, W] (not clamped; [-1, 1] is the displayable range). Each sequence has 1 to R
    * ids; the first k are kept (default all) and the rest of the R slots are masked, as in the official code.
    * Sampling: Euler with `steps`, guidance `guidance` (APG by default) from seeded or given noise.
    * Every output must have the same size (see decodeImages for mixed sizes).
@@ -377,7 +407,7 @@ export class FlexTok {
     return images.length === 1 ? images[0]! : noGrad(() => concat(images, 0));
   }
 
-  /** Token ids → one [1, 3, H, W] image per sequence (sizes may differ). */
+  /** Token ids → one [1, C, H, W] image per sequence (sizes may differ). */
   decodeImages(tokens: number[][], opts: DetokenizeOptions = {}): Tensor[] {
     return this.decode(tokens, opts).images;
   }
@@ -386,7 +416,7 @@ export class FlexTok {
   autoencode(images: Tensor, opts?: AutoencodeOptions): Tensor;
   autoencode(images: Tensor[], opts?: AutoencodeOptions): Tensor[];
   autoencode(images: Tensor | Tensor[], opts: AutoencodeOptions = {}): Tensor | Tensor[] {
-    const list = imageList(images);
+    const list = imageList(images, this.imageChannels);
     const ids = this.tokenize(list, { samplePosterior: opts.samplePosterior, noise: opts.posteriorNoise, seed: opts.seed });
     const out = this.decodeImages(ids, {
       k: opts.k,

@@ -31,6 +31,8 @@ export interface LoadImageOptions {
   resize?: boolean;
   /** The image sides must be multiples of this (VAE downsampling × patch size). Default 16. */
   multipleOf?: number;
+  /** 3 (RGB, default) or 1 (greyscale, for single-channel models such as the Fashion-MNIST one). */
+  channels?: 1 | 3;
 }
 
 function describeError(err: unknown): string {
@@ -71,8 +73,17 @@ async function decodeRgb(file: string, prepare?: (img: sharp.Sharp) => sharp.Sha
 }
 
 /** [1, 3, H, W] float32 in [-1, 1] from interleaved 8-bit RGB. */
-function rgbToTensor(data: Buffer, width: number, height: number): Tensor {
+function rgbToTensor(data: Buffer, width: number, height: number, channels: 1 | 3 = 3): Tensor {
   const plane = width * height;
+  if (channels === 1) {
+    // Greyscale by ITU-R 601 luma (as PIL's "L" mode); exact for grey images (R = G = B).
+    const grey = new Float32Array(plane);
+    for (let i = 0; i < plane; i++) {
+      const y = 0.299 * data[i * 3]! + 0.587 * data[i * 3 + 1]! + 0.114 * data[i * 3 + 2]!;
+      grey[i] = (Math.round(y) / 255 - 0.5) / 0.5;
+    }
+    return new Tensor(grey, [1, 1, height, width]);
+  }
   const out = new Float32Array(3 * plane);
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) out[c * plane + i] = (data[i * 3 + c]! / 255 - 0.5) / 0.5;
@@ -80,7 +91,7 @@ function rgbToTensor(data: Buffer, width: number, height: number): Tensor {
   return new Tensor(out, [1, 3, height, width]);
 }
 
-/** Loads an image file as a [1, 3, H, W] tensor in [-1, 1] with the preprocessing described above. */
+/** Loads an image file as a [1, C, H, W] tensor in [-1, 1] (C = opts.channels, default 3) with the preprocessing described above. */
 export async function loadImage(file: string, opts: LoadImageOptions = {}): Promise<Tensor> {
   const size = opts.size ?? 256;
   const multipleOf = opts.multipleOf ?? 16;
@@ -90,7 +101,7 @@ export async function loadImage(file: string, opts: LoadImageOptions = {}): Prom
     const { data, width, height } = await decodeRgb(file, (img) =>
       img.resize({ width: size, height: size, fit: 'cover', position: 'centre', kernel: 'lanczos3' }),
     );
-    return rgbToTensor(data, width, height);
+    return rgbToTensor(data, width, height, opts.channels);
   }
   const { data, width, height } = await decodeRgb(file);
   const w = width - (width % multipleOf);
@@ -98,20 +109,21 @@ export async function loadImage(file: string, opts: LoadImageOptions = {}): Prom
   if (w < multipleOf || h < multipleOf) {
     throw new ImageError(file, `the image is ${width}×${height} pixels, smaller than one ${multipleOf}×${multipleOf} patch of the model (use a larger image, or let it be resized)`);
   }
-  if (w === width && h === height) return rgbToTensor(data, width, height);
+  if (w === width && h === height) return rgbToTensor(data, width, height, opts.channels);
   const x0 = Math.floor((width - w) / 2);
   const y0 = Math.floor((height - h) / 2);
   const crop = Buffer.alloc(w * h * 3);
   for (let y = 0; y < h; y++) data.copy(crop, y * w * 3, ((y0 + y) * width + x0) * 3, ((y0 + y) * width + x0 + w) * 3);
-  return rgbToTensor(crop, w, h);
+  return rgbToTensor(crop, w, h, opts.channels);
 }
 
-/** Interleaved 8-bit RGB of one image tensor ([1, 3, H, W] or [3, H, W]), [-1, 1] → [0, 255], clamped. */
+/** Interleaved 8-bit RGB of one image tensor ([1, C, H, W] or [C, H, W], C = 3 or 1 for grey), [-1, 1] → [0, 255], clamped. */
 export function tensorToRgb(image: Tensor): { data: Buffer; width: number; height: number } {
   const shape = image.shape.length === 4 ? image.shape : [1, ...image.shape];
-  if (shape.length !== 4 || shape[0] !== 1 || shape[1] !== 3) {
-    throw new Error(`expected one RGB image tensor [1, 3, H, W] or [3, H, W], got [${image.shape.join(', ')}]`);
+  if (shape.length !== 4 || shape[0] !== 1 || (shape[1] !== 3 && shape[1] !== 1)) {
+    throw new Error(`expected one RGB or greyscale image tensor [1, 3|1, H, W] or [3|1, H, W], got [${image.shape.join(', ')}]`);
   }
+  const grey = shape[1] === 1;
   const height = shape[2]!;
   const width = shape[3]!;
   const plane = width * height;
@@ -119,7 +131,7 @@ export function tensorToRgb(image: Tensor): { data: Buffer; width: number; heigh
   const data = Buffer.alloc(plane * 3);
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) {
-      const v = src[c * plane + i]!;
+      const v = src[(grey ? 0 : c) * plane + i]!;
       const x = Number.isNaN(v) ? 0 : Math.min(1, Math.max(-1, v));
       data[i * 3 + c] = Math.round((x + 1) * 127.5);
     }
