@@ -13,13 +13,17 @@ if (!existsSync(path.join(root, 'native', 'binding.gyp'))) {
   process.exit(0);
 }
 const require = createRequire(import.meta.url);
-let gyp;
-try {
-  // npm ships node-gyp; prefer the copy npm runs scripts with.
-  gyp = process.env.npm_config_node_gyp || require.resolve('node-gyp/bin/node-gyp.js');
-} catch {
-  gyp = null;
+// npm ships node-gyp: prefer the copy npm runs scripts with, then a local install, then npm's own.
+function findNodeGyp() {
+  if (process.env.npm_config_node_gyp) return process.env.npm_config_node_gyp;
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js');
+  } catch {
+    const bundled = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+    return existsSync(bundled) ? bundled : null;
+  }
 }
+const gyp = findNodeGyp();
 const args = gyp ? [gyp, 'rebuild'] : ['rebuild'];
 const cmd = gyp ? process.execPath : 'node-gyp';
 if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) args.push('--nodedir=/usr');
