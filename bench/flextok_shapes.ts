@@ -7,7 +7,13 @@
 import { initDecoder, initEncoder } from '../src/train/init.js';
 import type { DecoderConfig, EncoderConfig } from '../src/flextok/tokenizer_config.js';
 import { mlpHiddenDim } from '../src/flextok/tokenizer_config.js';
-import { noGrad, Rng, Tensor } from '../src/tensor/index.js';
+import { noGrad, Rng, setBackend, Tensor } from '../src/tensor/index.js';
+import { parseTokenizerConfig, readJsonFile } from '../src/train/config.js';
+import { openDataset } from '../src/train/data.js';
+import { loadTeacher } from '../src/train/repa.js';
+import { TokenizerTrainer } from '../src/train/tokenizer.js';
+import { identityCodec } from '../src/train/tokenizer_model.js';
+import { timeIt, withPeak, withThreads, type BenchEntry, type BenchRow } from './harness.js';
 
 export const D12 = {
   dim: 768,
@@ -51,9 +57,9 @@ function blockFlops(dim: number, hidden: number, n: number, pairs: number): numb
   return proj + mlp + attn;
 }
 
-/** Encoder forward FLOPs for one 16×16-patch image with R registers under the causal_last mask. */
-export function encoderFlops(cfg: EncoderConfig): number {
-  const np = cfg.max_sizes[0] * cfg.max_sizes[1];
+/** Encoder forward FLOPs for one image of `patches` patch tokens (default: the full posemb grid) with R registers under the causal_last mask. */
+export function encoderFlops(cfg: EncoderConfig, patches = cfg.max_sizes[0] * cfg.max_sizes[1]): number {
+  const np = patches;
   const r = cfg.n_registers;
   const n = np + r;
   const pairs = np * np + r * np + (r * (r + 1)) / 2;
@@ -62,9 +68,9 @@ export function encoderFlops(cfg: EncoderConfig): number {
   return cfg.depth * blockFlops(cfg.dim, hidden, n, pairs) + 2 * np * patchIn * cfg.dim + 2 * r * cfg.dim * cfg.dim_out;
 }
 
-/** Decoder step FLOPs for `batch` images (full attention within each image). */
-export function decoderStepFlops(cfg: DecoderConfig, batch: number): number {
-  const np = cfg.max_sizes[0] * cfg.max_sizes[1];
+/** Decoder step FLOPs for `batch` images of `patches` patch tokens each (full attention within each image). */
+export function decoderStepFlops(cfg: DecoderConfig, batch: number, patches = cfg.max_sizes[0] * cfg.max_sizes[1]): number {
+  const np = patches;
   const n = np + cfg.n_registers;
   const hidden = mlpHiddenDim(cfg);
   const patchIn = cfg.patch_sizes[0] * cfg.patch_sizes[1] * cfg.channels_in;
@@ -109,3 +115,51 @@ export function flextokD12Benches(seed = 0): ModelBench[] {
     },
   ];
 }
+
+/** Bench entry: d12 encoder forward and decoder step, on 1 and all threads. */
+export const flextokD12Entry: BenchEntry = {
+  name: 'flextok d12',
+  needsNative: true,
+  dependsOn: ['fma peak'],
+  run(ctx) {
+    setBackend('native');
+    const rows: BenchRow[] = [];
+    for (const b of flextokD12Benches()) {
+      for (const t of ctx.threadCounts) {
+        const r = withThreads(t, () => timeIt(b.run, { minSeconds: ctx.quick ? 1 : 3, minReps: 2, warmup: 1 }));
+        rows.push(withPeak(ctx, { name: b.name, threads: t, ms: r.best, medianMs: r.median, gflops: b.flops / r.best / 1e6 }));
+      }
+    }
+    return rows;
+  },
+};
+
+/** Bench entry: one optimizer step (forward, backward, AdamW, EMA) of the default Fashion-MNIST tokenizer
+ * config (configs/fmnist-default.json, REPA included) on synthetic 32×32 images; FLOPs counted as
+ * 3 × (encoder + decoder forward) per image, i.e. without the REPA teacher and projector. */
+export const trainStepEntry: BenchEntry = {
+  name: 'train step',
+  needsNative: true,
+  dependsOn: ['fma peak'],
+  async run(ctx) {
+    setBackend('native');
+    const file = new URL('../configs/fmnist-default.json', import.meta.url).pathname;
+    const cfg = parseTokenizerConfig(readJsonFile(file), file);
+    cfg.data.source = 'synthetic:512';
+    const dataset = await openDataset(cfg.data, 'train');
+    const teacher = cfg.repa ? await loadTeacher(cfg.repa.teacher, new URL(`../${cfg.repa.teacher_weights}`, import.meta.url).pathname) : null;
+    const trainer = new TokenizerTrainer(cfg, { dataset, codec: identityCodec, teacher });
+    const grid = (cfg.data.resolution / cfg.model.patch_size) ** 2;
+    const batch = cfg.optim.batch_size * cfg.optim.grad_accum;
+    const flops = 3 * batch * (encoderFlops(trainer.encoder._cfg, grid) + decoderStepFlops(trainer.decoder._cfg, 1, grid));
+    const rows: BenchRow[] = [];
+    for (const t of ctx.threadCounts) {
+      const r = withThreads(t, () => timeIt(() => trainer.trainStep(), { minSeconds: ctx.quick ? 2 : 6, minReps: 2, warmup: 1 }));
+      rows.push(withPeak(ctx, {
+        name: `train step fmnist-default (batch ${batch}, REPA ${cfg.repa ? 'on' : 'off'})`, threads: t, ms: r.best, medianMs: r.median,
+        gflops: flops / r.best / 1e6, note: `${(batch / (r.best / 1000)).toFixed(1)} images/s`,
+      }));
+    }
+    return rows;
+  },
+};

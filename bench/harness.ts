@@ -43,7 +43,7 @@ export interface BenchEntry {
   needsNative: boolean;
   /** names of entries whose measurements this one uses (run first even when filtered out with --only) */
   dependsOn?: string[];
-  run(ctx: BenchContext): BenchRow[];
+  run(ctx: BenchContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
 export interface TimeOptions {

@@ -7,6 +7,7 @@ import { Rng, Tensor, setBackend } from '../src/tensor/index.js';
 import {
   type BenchContext, type BenchEntry, type BenchRow, formatTable, makeContext, timeIt, withPeak, withThreads,
 } from './harness.js';
+import { flextokD12Entry, trainStepEntry } from './flextok_shapes.js';
 import { blockForwardFlops, blockInference, blockTrainFlops, blockTrainStep, makeBlock, type BlockConfig } from './transformer_block.js';
 
 function native(): Kernels {
@@ -177,11 +178,13 @@ export const entries: BenchEntry[] = [
   attentionEntry,
   layerNormEntry,
   blockEntry,
+  flextokD12Entry,
+  trainStepEntry,
 ];
 
 // ---------------------------------------------------------------------------------------------
 
-function main(): void {
+async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const json = argv.includes('--json');
   const quick = argv.includes('--quick');
@@ -211,7 +214,7 @@ function main(): void {
       continue;
     }
     log(`… ${e.name}`);
-    rows.push(...e.run(ctx));
+    rows.push(...(await e.run(ctx)));
   }
   if (json) {
     process.stdout.write(JSON.stringify({
@@ -226,4 +229,7 @@ function main(): void {
   }
 }
 
-main();
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});
