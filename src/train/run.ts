@@ -6,11 +6,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensors, toFloat32, writeSafetensors, type TensorData } from '../io/safetensors.js';
-import type { LoaderState } from '../io/datasets.js';
+import { BatchLoader, mixSeed, type ImageDataset, type LoaderState } from '../io/datasets.js';
 import { saveGrid } from '../io/image.js';
 import { concat } from '../tensor/ops.js';
-import type { AdamW, EMA } from '../tensor/optim.js';
-import type { Rng, RngState } from '../tensor/rng.js';
+import { AdamW, EMA } from '../tensor/optim.js';
+import { Rng, type RngState } from '../tensor/rng.js';
+import type { OptimConfig } from './config.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export const CHECKPOINT_FORMAT = 'flextok-train-checkpoint/1';
@@ -324,4 +325,47 @@ export async function runLoop(o: LoopOptions): Promise<void> {
   o.checkpoint(step, counters());
   await o.samples(step);
   o.progress.done(`finished: step ${step}/${o.totalSteps}, ${((Date.now() - started) / 1000).toFixed(1)} s this session`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// optimisation state shared by the tokenizer and VAE trainers
+
+/** Independent random streams of a run, each seeded from the config seed (each checkpointed). */
+export const STREAM_INIT = 1;
+export const STREAM_TRAIN = 2;
+export const STREAM_DATA = 3;
+
+export interface Optimization {
+  /** trainable parameters in optimizer order (decayed first), with their checkpoint names */
+  params: Tensor[];
+  paramNames: string[];
+  optimizer: AdamW;
+  ema: EMA | null;
+  /** the training stream (keep-k, null-condition, timestep, noise and posterior draws) */
+  rng: Rng;
+  loader: BatchLoader;
+}
+
+/** AdamW with two groups (weight decay on `decays` parameters only), EMA, the training RNG and the
+ * shuffled data loader, all seeded from `seed`. */
+export function setupOptimization(
+  trainable: [string, Tensor][], decays: (name: string, t: Tensor) => boolean, o: OptimConfig,
+  seed: number, dataset: ImageDataset, flip: boolean,
+): Optimization {
+  const decay = trainable.filter(([n, t]) => decays(n, t));
+  const noDecay = trainable.filter(([n, t]) => !decays(n, t));
+  const ordered = [...decay, ...noDecay];
+  const params = ordered.map(([, t]) => t);
+  const optimizer = new AdamW([
+    { params: decay.map(([, t]) => t), weightDecay: o.weight_decay },
+    { params: noDecay.map(([, t]) => t), weightDecay: 0 },
+  ], { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weight_decay });
+  return {
+    params,
+    paramNames: ordered.map(([n]) => n),
+    optimizer,
+    ema: o.ema_decay > 0 ? new EMA(params, o.ema_decay) : null,
+    rng: new Rng(mixSeed(seed, STREAM_TRAIN)),
+    loader: new BatchLoader(dataset, { batchSize: o.batch_size, seed: mixSeed(seed, STREAM_DATA), shuffle: true, flip, dropLast: dataset.size >= o.batch_size }),
+  };
 }

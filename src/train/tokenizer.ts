@@ -25,7 +25,7 @@ import { openDataset, sampleBatch } from './data.js';
 import { exportTokenizer, type ExportVae } from './export.js';
 import { decays, initDecoder, initEncoder } from './init.js';
 import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
-import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, startRunDir, TrainProgress, writeSampleGrid } from './run.js';
+import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
 import { identityCodec, powerOfTwoKs, splitBatch, TokenizerModel, vaeCodec, type LatentCodec } from './tokenizer_model.js';
 
 /** σ → shift·σ / (1 + (shift − 1)·σ) in float32 (identity for shift 1): more weight on high noise for shift > 1. */
@@ -64,10 +64,6 @@ export interface TokenizerTrainerDeps {
   teacher: RepaTeacher | null;
 }
 
-/** Names of the independent random streams (each seeded from the config seed, each checkpointed). */
-const STREAM_INIT = 1;
-const STREAM_TRAIN = 2;
-const STREAM_DATA = 3;
 
 export class TokenizerTrainer {
   readonly encoder: RegisterEncoder;
@@ -117,19 +113,8 @@ export class TokenizerTrainer {
       ...namedTensors(this.decoder, 'decoder.module_dict'),
       ...(this.projector ? namedTensors(this.projector, 'repa_projector') : []),
     ];
-    const trainable = this.named.filter(([, t]) => t.requiresGrad);
-    const decay = trainable.filter(([n, t]) => decays(n, t));
-    const noDecay = trainable.filter(([n, t]) => !decays(n, t));
-    this.paramNames = [...decay, ...noDecay].map(([n]) => n);
-    this.params = [...decay, ...noDecay].map(([, t]) => t);
-    const o = cfg.optim;
-    this.optimizer = new AdamW([
-      { params: decay.map(([, t]) => t), weightDecay: o.weight_decay },
-      { params: noDecay.map(([, t]) => t), weightDecay: 0 },
-    ], { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weight_decay });
-    this.ema = o.ema_decay > 0 ? new EMA(this.params, o.ema_decay) : null;
-    this.rng = new Rng(mixSeed(cfg.seed, STREAM_TRAIN));
-    this.loader = new BatchLoader(ds, { batchSize: o.batch_size, seed: mixSeed(cfg.seed, STREAM_DATA), shuffle: true, flip: cfg.data.flip, dropLast: ds.size >= o.batch_size });
+    const opt = setupOptimization(this.named.filter(([, t]) => t.requiresGrad), decays, cfg.optim, cfg.seed, ds, cfg.data.flip);
+    ({ params: this.params, paramNames: this.paramNames, optimizer: this.optimizer, ema: this.ema, rng: this.rng, loader: this.loader } = opt);
   }
 
   /** Trainable parameter count. */

@@ -18,11 +18,8 @@ import * as fs from 'node:fs';
 import type { VaeTrainConfig } from './config.js';
 import { openDataset, sampleBatch } from './data.js';
 import { exportDiffusersVae } from './export.js';
-import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, startRunDir, TrainProgress, writeSampleGrid } from './run.js';
+import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
 
-const STREAM_INIT = 1;
-const STREAM_TRAIN = 2;
-const STREAM_DATA = 3;
 
 export interface VaeStepStats {
   loss: number;
@@ -61,18 +58,8 @@ export class VaeTrainer {
     this.vae = AutoencoderKL.random(config, new Rng(mixSeed(cfg.seed, STREAM_INIT)));
     this.named = this.vae.namedParameters();
     // Decay conv and linear kernels only (not biases or GroupNorm affine).
-    const decay = this.named.filter(([, t]) => t.ndim >= 2);
-    const noDecay = this.named.filter(([, t]) => t.ndim < 2);
-    this.paramNames = [...decay, ...noDecay].map(([name]) => name);
-    this.params = [...decay, ...noDecay].map(([, t]) => t);
-    const o = cfg.optim;
-    this.optimizer = new AdamW([
-      { params: decay.map(([, t]) => t), weightDecay: o.weight_decay },
-      { params: noDecay.map(([, t]) => t), weightDecay: 0 },
-    ], { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weight_decay });
-    this.ema = o.ema_decay > 0 ? new EMA(this.params, o.ema_decay) : null;
-    this.rng = new Rng(mixSeed(cfg.seed, STREAM_TRAIN));
-    this.loader = new BatchLoader(dataset, { batchSize: o.batch_size, seed: mixSeed(cfg.seed, STREAM_DATA), shuffle: true, flip: cfg.data.flip, dropLast: dataset.size >= o.batch_size });
+    const opt = setupOptimization(this.named, (_, t) => t.ndim >= 2, cfg.optim, cfg.seed, dataset, cfg.data.flip);
+    ({ params: this.params, paramNames: this.paramNames, optimizer: this.optimizer, ema: this.ema, rng: this.rng, loader: this.loader } = opt);
   }
 
   get parameterCount(): number {
