@@ -188,4 +188,14 @@ describe('flextok CLI', () => {
     const missing = await flextok(['demo', '--model', path.join(dir, 'nope.safetensors'), '--out', out]);
     assertCleanError(missing, /nope\.safetensors: no such file/);
   });
+
+  it('demo runs on the shipped default model with no model flag (the README main job)', async () => {
+    const out = path.join(dir, 'demo-default.png');
+    const r = await flextok(['demo', '--out', out, '--steps', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const k of [1, 2, 4, 8, 16, 32]) assert.match(r.stdout, new RegExp(`\\| +${k} \\| \\d+\\.\\d{5} \\|`), `row k=${k}`);
+    assert.ok(r.stdout.includes(`wrote ${out}`), r.stdout);
+    const meta = await sharp(out).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 7 * (128 + 4), 4 + 10 * (128 + 4)]);
+  });
 });
