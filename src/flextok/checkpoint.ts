@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { openSafetensors, toFloat32 } from '../io/safetensors.js';
 import { parsePyLiteral, PyLiteralError, type PyKey, type PyValue } from '../io/pyliteral.js';
 import { Tensor } from '../tensor/tensor.js';
-import type { DecoderConfig, EncoderConfig, MaskMode } from './tokenizer_config.js';
+import type { DecoderConfig, EncoderConfig, MaskMode, TransformerConfig } from './tokenizer_config.js';
 
 /** Every `_target_` a FlexTok config may name (the official classes of spec §9.3), and nothing else. */
 export const ALLOWED_TARGETS: readonly string[] = [
@@ -530,6 +530,12 @@ interface TransformerArgs {
   qk_norm: boolean;
 }
 
+/** The trunk hyper-parameters shared by the encoder and decoder configs. */
+function trunkConfig(tr: TransformerArgs): TransformerConfig {
+  const { dim, depth, head_dim, mlp_ratio, gated_mlp, qkv_bias, proj_bias, mlp_bias, qk_norm } = tr;
+  return { dim, depth, head_dim, mlp_ratio, gated_mlp, qkv_bias, proj_bias, mlp_bias, qk_norm };
+}
+
 function transformer(node: ConfigNode): TransformerArgs {
   node.expectTarget(T.transformer);
   const args: TransformerArgs = {
@@ -691,15 +697,7 @@ function buildEncoder(root: ConfigNode, vaeLatentsKey: string): EncoderBuild {
     if (d !== tr.dim) m.get(n)!.fail(`dim ${d} differs from the trunk's dim ${tr.dim}`, 'dim');
   }
   const config: EncoderConfig = {
-    dim: tr.dim,
-    depth: tr.depth,
-    head_dim: tr.head_dim,
-    mlp_ratio: tr.mlp_ratio,
-    gated_mlp: tr.gated_mlp,
-    qkv_bias: tr.qkv_bias,
-    proj_bias: tr.proj_bias,
-    mlp_bias: tr.mlp_bias,
-    qk_norm: tr.qk_norm,
+    ...trunkConfig(tr),
     channels_in: patch.channelsIn,
     patch_sizes: patch.patchSizes,
     max_sizes: [pos.maxSizes[0]!, pos.maxSizes[1]!],
@@ -842,15 +840,7 @@ function buildDecoder(root: ConfigNode, quantsKey: string, fsqDim: number): Deco
   }
 
   const config: DecoderConfig = {
-    dim: tr.dim,
-    depth: tr.depth,
-    head_dim: tr.head_dim,
-    mlp_ratio: tr.mlp_ratio,
-    gated_mlp: tr.gated_mlp,
-    qkv_bias: tr.qkv_bias,
-    proj_bias: tr.proj_bias,
-    mlp_bias: tr.mlp_bias,
-    qk_norm: tr.qk_norm,
+    ...trunkConfig(tr),
     channels_in: patch.channelsIn,
     patch_sizes: patch.patchSizes,
     max_sizes: [pos.maxSizes[0]!, pos.maxSizes[1]!],
