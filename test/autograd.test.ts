@@ -40,6 +40,24 @@ test('a tensor used twice (and a diamond graph) sums its gradient contributions'
   gradcheck((t) => T.add(T.mul(t, T.exp(t)), T.sum(t, 0, true)), [rand64([3, 2], rng)], { label: 'shared inputs' });
 });
 
+test('slice gradients accumulate in place without corrupting a gradient shared by two inputs', () => {
+  // t = p + q hands the same gradient buffer to p and q; p then accumulates more. q must not see it.
+  const x = Tensor.from([1, 2, 3], [3], 'float64').requireGrad();
+  const y = Tensor.from([4, 5, 6], [3], 'float64').requireGrad();
+  const p = T.mul(x, 1);
+  const q = T.mul(y, 1);
+  const t = T.add(p, q);
+  const loss = T.add(T.add(T.sum(T.mul(q, 0)), T.sum(T.mul(p, 3))), T.add(T.sum(T.slice(t, 0, 0, 2)), T.sum(T.slice(t, 0, 1, 3))));
+  loss.backward();
+  assert.deepEqual(Array.from(x.grad!.data), [4, 5, 4]);
+  assert.deepEqual(Array.from(y.grad!.data), [1, 2, 1]);
+  // many per-item slices of one tensor (the training loop's pattern) sum to the full gradient
+  const z = Tensor.from([1, 2, 3, 4, 5, 6], [3, 2], 'float64').requireGrad();
+  const parts = [0, 1, 2].map((i) => T.mul(T.slice(z, 0, i, i + 1), i + 1));
+  T.sum(T.concat(parts, 0)).backward();
+  assert.deepEqual(Array.from(z.grad!.data), [1, 1, 2, 2, 3, 3]);
+});
+
 test('only leaves keep .grad; inputs that do not require grad get none', () => {
   const w = Tensor.from([2], [1], 'float64').requireGrad();
   const c = Tensor.from([5], [1], 'float64');

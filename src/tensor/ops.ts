@@ -4,7 +4,7 @@
 
 import { kernels } from './backend.js';
 import type { BinaryOp, FArr, UnaryOp } from './kernels.js';
-import { allocData, customOp, record, sizeOf, Tensor, type DType, type FloatData } from './tensor.js';
+import { allocData, customOp, PartialGrad, record, sizeOf, Tensor, type DType, type FloatData } from './tensor.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -439,11 +439,16 @@ export function slice(x: Tensor, dim: number, start: number, end: number): Tenso
   const out = new Tensor(allocData(x.dtype, sizeOf(outShape)), outShape);
   const len = (e - s) * inner;
   for (let o = 0; o < outer; o++) out.data.set(x.data.subarray((o * n + s) * inner, (o * n + s) * inner + len), o * len);
-  return record(out, 'slice', [x], (g) => {
-    const dx = floatOut(x, x.shape);
-    for (let o = 0; o < outer; o++) dx.f.set(g.f.subarray(o * len, (o + 1) * len), (o * n + s) * inner);
-    return [dx];
-  });
+  return record(out, 'slice', [x], (g) => [
+    new PartialGrad((dst) => {
+      const gf = g.f;
+      for (let o = 0; o < outer; o++) {
+        const src = o * len;
+        const at = (o * n + s) * inner;
+        for (let i = 0; i < len; i++) dst[at + i] += gf[src + i];
+      }
+    }),
+  ]);
 }
 
 /** Concatenate along dim. */

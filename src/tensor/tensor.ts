@@ -12,7 +12,13 @@ export interface GradNode {
   name: string;
   inputs: Tensor[];
   /** Returns one gradient per input (null where the input needs none). Runs with grad recording off. */
-  backward: (gradOutput: Tensor) => (Tensor | null)[];
+  backward: (gradOutput: Tensor) => (Tensor | PartialGrad | null)[];
+}
+
+/** A gradient that is zero outside a region of its input (slices, per-item views): instead of a
+ * full zero-filled tensor, backward adds just the region into the input's gradient buffer. */
+export class PartialGrad {
+  constructor(readonly addTo: (dst: FloatData) => void) {}
 }
 
 let gradDepth = 0; // > 0 inside noGrad()
@@ -255,7 +261,10 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
     }
   }
 
+  // Gradient buffers: `owned` ones were allocated here and may be accumulated into in place; the
+  // others came from a node's backward and may be shared, so they are copied on first accumulation.
   const grads = new Map<Tensor, Tensor>();
+  const owned = new Set<Tensor>();
   grads.set(root, seed);
   gradDepth++;
   try {
@@ -266,25 +275,37 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
       grads.delete(t);
       if (!t.node) {
         // Leaf: accumulate into .grad.
-        if (t.grad === null) t.grad = new Tensor(g.data.slice(), t.shape); // own copy: g may be shared
+        if (t.grad === null) t.grad = owned.has(g) ? new Tensor(g.data, t.shape) : new Tensor(g.data.slice(), t.shape);
         else addInto(t.grad.f, g.f);
         continue;
       }
+      owned.delete(g); // the node's backward may hand g itself on to its inputs
       const inGrads = t.node.backward(g);
       const inputs = t.node.inputs;
       for (let j = 0; j < inputs.length; j++) {
         const inp = inputs[j];
         const gi = inGrads[j];
         if (!gi || !inp.requiresGrad) continue;
+        if (gi instanceof PartialGrad) {
+          let dst = grads.get(inp);
+          if (dst === undefined) dst = new Tensor(allocData(inp.dtype, inp.size), inp.shape);
+          else if (!owned.has(dst)) dst = new Tensor(dst.data.slice(), inp.shape);
+          gi.addTo(dst.f);
+          owned.add(dst);
+          grads.set(inp, dst);
+          continue;
+        }
         if (gi.size !== inp.size) {
           throw new Error(`internal autograd error in ${t.node.name}: gradient for input ${j} has shape [${gi.shape}] but input has [${inp.shape}]`);
         }
         const prev = grads.get(inp);
         if (prev === undefined) grads.set(inp, gi);
+        else if (owned.has(prev)) addInto(prev.f, gi.f);
         else {
           // Never mutate a gradient another node may still hold: copy on first accumulation.
           const sum = new Tensor(prev.data.slice(), inp.shape);
           addInto(sum.f, gi.f);
+          owned.add(sum);
           grads.set(inp, sum);
         }
       }
