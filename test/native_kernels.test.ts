@@ -629,6 +629,42 @@ test('layerNorm and rmsNorm forward/backward vs float64 (with and without affine
   });
 });
 
+test('segmentFma forward/backward vs float64 (per-segment and per-row offsets, threaded sizes)', { skip }, () => {
+  onEachIsa((isa) => {
+    for (const [rows, dim, segments] of [[1, 1, 1], [7, 17, 3], [1024, 768, 4], [300, 130, 2]]) {
+      for (const cPerRow of [false, true]) {
+        const seg = Int32Array.from({ length: rows }, (_, r) => (r * 7 + (r >> 3)) % segments);
+        const x = randn(rows * dim), a = randn(segments * dim), c = randn((cPerRow ? rows : segments) * dim);
+        const out = new Float32Array(rows * dim);
+        K.segmentFmaForward(x, a, c, seg, out, rows, dim, segments, cPerRow);
+        const label = `${isa} segmentFma ${rows}x${dim} S=${segments} cPerRow=${cPerRow}`;
+        const eo = new Float64Array(rows * dim), edx = new Float64Array(rows * dim);
+        const eda = new Float64Array(segments * dim), edc = new Float64Array(segments * dim);
+        const dy = randn(rows * dim);
+        for (let r = 0; r < rows; r++) {
+          for (let j = 0; j < dim; j++) {
+            const i = r * dim + j, s = seg[r] * dim + j;
+            eo[i] = x[i] * a[s] + c[(cPerRow ? r * dim : seg[r] * dim) + j];
+            edx[i] = dy[i] * a[s];
+            eda[s] += dy[i] * x[i];
+            edc[s] += dy[i];
+          }
+        }
+        assertClose(out, eo, 1e-6, 1e-6, label);
+        const dx = new Float32Array(rows * dim), da = new Float32Array(segments * dim).fill(9), dc = new Float32Array(segments * dim).fill(9);
+        K.segmentFmaBackward(x, a, seg, dy, dx, da, dc, rows, dim, segments);
+        assertClose(dx, edx, 1e-6, 1e-6, `${label} dx`);
+        assertClose(da, eda, 1e-5, 1e-5 * Math.max(1, maxAbs(eda)), `${label} da`);
+        assertClose(dc, edc, 1e-5, 1e-5 * Math.max(1, maxAbs(edc)), `${label} dc`);
+        K.segmentFmaBackward(x, a, seg, dy, null, null, dc, rows, dim, segments); // optional outputs
+        assertClose(dc, edc, 1e-5, 1e-5 * Math.max(1, maxAbs(edc)), `${label} dc only`);
+      }
+    }
+  });
+  const x = new Float32Array(4), a = new Float32Array(2), out = new Float32Array(4);
+  assert.throws(() => K.segmentFmaForward(x, a, a, Int32Array.from([0, 0, 1, 2]), out, 4, 1, 2, false), /seg index out of range/);
+});
+
 test('groupNorm forward/backward vs float64', { skip }, () => {
   onEachIsa((isa) => {
     for (const [n, channels, spatial, groups] of [[1, 1, 1, 1], [2, 6, 17, 3], [3, 8, 33, 2], [2, 32, 256, 8]]) {

@@ -225,6 +225,32 @@ test('layerNorm with and without affine', () => {
   checkOp({ label: 'layerNorm weight only', inputs: [x, w], fn: (t, ww) => T.layerNorm(t, ww), ref: layerNormRef(8, 1e-5, true) });
 });
 
+test('modulateSegments and addGatedSegments (AdaLN): naive reference, float32 vs float64, gradients; bad indices', () => {
+  // 7 rows of width 5 in 3 segments; scale/shift/gate have one row per segment.
+  const segIdx = [0, 0, 2, 1, 2, 2, 0];
+  const seg = Tensor.from(segIdx, [7], 'int32');
+  const x = rand64([7, 5], rng, -2, 2), y = rand64([7, 5], rng, -2, 2);
+  const a = rand64([3, 5], rng, -1.5, 1.5), c = rand64([3, 5], rng, -1, 1);
+  const ref = (perRowC: boolean) => (xx: Float64Array, aa: Float64Array, cc: Float64Array) =>
+    Float64Array.from(xx, (v, i) => {
+      const r = Math.floor(i / 5), j = i % 5;
+      return v * aa[segIdx[r] * 5 + j] + cc[(perRowC ? r : segIdx[r]) * 5 + j];
+    });
+  checkOp({ label: 'modulateSegments', inputs: [x, a, c], fn: (t, s, b) => T.modulateSegments(t, s, b, seg), ref: ref(false) });
+  checkOp({
+    label: 'addGatedSegments', inputs: [y, a, x],
+    fn: (t, g, res) => T.addGatedSegments(res, g, t, seg),
+    ref: ref(true),
+  });
+  // equals the unfused composition the official code computes (indexSelect + mul + add)
+  const fused = T.modulateSegments(x, a, c, seg);
+  const unfused = T.add(T.mul(x, T.indexSelect(a, 0, seg)), T.indexSelect(c, 0, seg));
+  assert.deepEqual(Array.from(fused.data), Array.from(unfused.data));
+  assert.throws(() => T.modulateSegments(x, a, c, Tensor.from([0, 0, 3, 1, 2, 2, 0], [7], 'int32')), /segment index 3 at row 2 is outside \[0, 3\)/);
+  assert.throws(() => T.modulateSegments(x, a, c, Tensor.from([0, 1], [2], 'int32')), /2 segment indices for 7 rows/);
+  assert.throws(() => T.addGatedSegments(c, a, x, seg), /offset has shape \[3, 5\], expected 7 rows of 5/);
+});
+
 test('rmsNorm with and without weight', () => {
   const x = rand64([4, 6], rng, -2, 2);
   const w = rand64([6], rng, 0.5, 1.5);

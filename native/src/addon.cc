@@ -336,6 +336,47 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// segmentFmaForward(x, a, c, seg, out, rows, dim, segments, cPerRow)
+Napi::Value SegmentFmaForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  View<float> x = f32(info, 0, "x"), a = f32(info, 1, "a"), c = f32(info, 2, "c");
+  View<int32_t> seg = typed<int32_t>(info, 3, napi_int32_array, "seg", false);
+  View<float> out = f32(info, 4, "out");
+  int64_t rows = int_arg(info, 5, "rows"), dim = int_arg(info, 6, "dim"), segments = int_arg(info, 7, "segments");
+  bool cPerRow = info[8].ToBoolean().Value();
+  need_len(env, x.len, double(rows) * dim, "x");
+  need_len(env, out.len, double(rows) * dim, "out");
+  need_len(env, a.len, double(segments) * dim, "a");
+  need_len(env, c.len, double(cPerRow ? rows : segments) * dim, "c");
+  need_len(env, seg.len, rows, "seg");
+  for (int64_t r = 0; r < rows; r++) {
+    if (seg.ptr[r] < 0 || seg.ptr[r] >= segments) range_fail(env, "segmentFmaForward: seg index out of range");
+  }
+  ft::segment_fma_forward(x.ptr, a.ptr, c.ptr, seg.ptr, out.ptr, rows, dim, cPerRow);
+  return env.Undefined();
+}
+
+// segmentFmaBackward(x, a, seg, dy, dx, da, dc, rows, dim, segments)
+Napi::Value SegmentFmaBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  View<float> x = f32(info, 0, "x"), a = f32(info, 1, "a");
+  View<int32_t> seg = typed<int32_t>(info, 2, napi_int32_array, "seg", false);
+  View<float> dy = f32(info, 3, "dy"), dx = f32(info, 4, "dx", true), da = f32(info, 5, "da", true), dc = f32(info, 6, "dc", true);
+  int64_t rows = int_arg(info, 7, "rows"), dim = int_arg(info, 8, "dim"), segments = int_arg(info, 9, "segments");
+  need_len(env, x.len, double(rows) * dim, "x");
+  need_len(env, dy.len, double(rows) * dim, "dy");
+  need_len(env, a.len, double(segments) * dim, "a");
+  need_len(env, seg.len, rows, "seg");
+  if (dx.ptr) need_len(env, dx.len, double(rows) * dim, "dx");
+  if (da.ptr) need_len(env, da.len, double(segments) * dim, "da");
+  if (dc.ptr) need_len(env, dc.len, double(segments) * dim, "dc");
+  for (int64_t r = 0; r < rows; r++) {
+    if (seg.ptr[r] < 0 || seg.ptr[r] >= segments) range_fail(env, "segmentFmaBackward: seg index out of range");
+  }
+  ft::segment_fma_backward(x.ptr, a.ptr, seg.ptr, dy.ptr, dx.ptr, da.ptr, dc.ptr, rows, dim, segments);
+  return env.Undefined();
+}
+
 // rmsNormForward(x, w, y, rstd, rows, dim, eps)
 Napi::Value RmsNormForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -555,6 +596,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, RowBackward<ft::log_softmax_backward>, "logSoftmaxBackward"));
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward, "layerNormForward"));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward, "layerNormBackward"));
+  exports.Set("segmentFmaForward", Napi::Function::New(env, SegmentFmaForward, "segmentFmaForward"));
+  exports.Set("segmentFmaBackward", Napi::Function::New(env, SegmentFmaBackward, "segmentFmaBackward"));
   exports.Set("rmsNormForward", Napi::Function::New(env, RmsNormForward, "rmsNormForward"));
   exports.Set("rmsNormBackward", Napi::Function::New(env, RmsNormBackward, "rmsNormBackward"));
   exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward, "groupNormForward"));

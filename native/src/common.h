@@ -118,6 +118,12 @@ void layer_norm_forward(const float* x, const float* w, const float* b, float* y
                         int64_t dim, float eps);
 void layer_norm_backward(const float* x, const float* w, const float* mean, const float* rstd, const float* dy, float* dx,
                          float* dw, float* db, int64_t rows, int64_t dim);
+/** out[r] = x[r] * a[seg[r]] + (cPerRow ? c[r] : c[seg[r]]) over rows of dim floats. */
+void segment_fma_forward(const float* x, const float* a, const float* c, const int32_t* seg, float* out, int64_t rows,
+                         int64_t dim, bool cPerRow);
+/** Gradients of segment_fma_forward: dx = dy * a[seg]; da[s] = Σ_{seg[r]=s} dy*x; dc[s] = Σ_{seg[r]=s} dy (each optional, overwritten). */
+void segment_fma_backward(const float* x, const float* a, const int32_t* seg, const float* dy, float* dx, float* da,
+                          float* dc, int64_t rows, int64_t dim, int64_t segments);
 void rms_norm_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim, float eps);
 void rms_norm_backward(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* dw,
                        int64_t rows, int64_t dim);

@@ -1286,3 +1286,79 @@ void adamw(const AdamWParams& p) {
 }
 
 }  // namespace ft
+
+// ---------------------------------------------------------------------------------------------
+// Segment FMA (AdaLN modulation and gated residuals): rows of x pick a row of a (and of c) by seg
+// ---------------------------------------------------------------------------------------------
+
+namespace ft {
+
+namespace {
+#if FT_X86
+/** o = x * a + c over n floats; returns n. */
+FT_AVX512 int64_t fma_rows_avx512(const float* x, const float* a, const float* c, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 k = vm::tail_mask(n - i);
+    __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, c + i));
+    _mm512_mask_storeu_ps(o + i, k, v);
+  }
+  return n;
+}
+#endif
+}  // namespace
+
+void segment_fma_forward(const float* x, const float* a, const float* c, const int32_t* seg, float* out, int64_t rows,
+                         int64_t dim, bool cPerRow) {
+  parallel_chunks(rows, double(dim) * 2, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * dim;
+      const float* ar = a + int64_t(seg[r]) * dim;
+      const float* cr = c + (cPerRow ? r : int64_t(seg[r])) * dim;
+      float* o = out + r * dim;
+      int64_t i = 0;
+#if FT_X86
+      if (use_avx512()) i = fma_rows_avx512(xr, ar, cr, o, dim);
+#endif
+      for (; i < dim; i++) o[i] = xr[i] * ar[i] + cr[i];
+    }
+  });
+}
+
+void segment_fma_backward(const float* x, const float* a, const int32_t* seg, const float* dy, float* dx, float* da,
+                          float* dc, int64_t rows, int64_t dim, int64_t segments) {
+  // Columns are independent: each task owns a column range, so the per-segment sums need no merging.
+  const int64_t colChunk = 64;
+  const int64_t tasks = (dim + colChunk - 1) / colChunk;
+  auto body = [&](int64_t t, int) {
+    const int64_t j0 = t * colChunk, j1 = std::min(dim, j0 + colChunk), w = j1 - j0;
+    std::vector<double> accA(da ? segments * w : 0, 0.0), accC(dc ? segments * w : 0, 0.0);
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t s = seg[r];
+      const float* g = dy + r * dim;
+      const float* ar = a + s * dim;
+      if (dx) {
+        float* d = dx + r * dim;
+        for (int64_t j = j0; j < j1; j++) d[j] = g[j] * ar[j];
+      }
+      if (da) {
+        const float* xr = x + r * dim;
+        double* acc = accA.data() + s * w - j0;
+        for (int64_t j = j0; j < j1; j++) acc[j] += double(g[j]) * double(xr[j]);
+      }
+      if (dc) {
+        double* acc = accC.data() + s * w - j0;
+        for (int64_t j = j0; j < j1; j++) acc[j] += double(g[j]);
+      }
+    }
+    for (int64_t s = 0; s < segments; s++) {
+      for (int64_t j = j0; j < j1; j++) {
+        if (da) da[s * dim + j] = float(accA[s * w + j - j0]);
+        if (dc) dc[s * dim + j] = float(accC[s * w + j - j0]);
+      }
+    }
+  };
+  if (num_threads() > 1 && tasks > 1 && double(rows) * dim >= 32768.0) parallel_for(tasks, body);
+  else for (int64_t t = 0; t < tasks; t++) body(t, 0);
+}
+
+}  // namespace ft

@@ -4,7 +4,8 @@
 // conditioned on the timestep embedding (separate modulation for patches and registers); head
 // LN + AdaLN + Linear on the patches, unpatchified to the velocity ε − x0.
 
-import { add, concat, expandTo, indexSelect, mul, reshape, silu, slice } from '../tensor/ops.js';
+import { add, concat, expandTo, mul, reshape, silu, slice } from '../tensor/ops.js';
+import { modulateSegments } from '../tensor/nn.js';
 import { Tensor } from '../tensor/tensor.js';
 import { asGrid, patchGrid, patchify, unpatchify, unpatchifyChannelsLast } from './encoder.js';
 import { buildSincos2dTable, cropGridRows, registerPosembRows, tableToRows, timestepFeatures } from './posemb.js';
@@ -225,7 +226,7 @@ export class FlowDecoder {
         p += gh * gw;
       });
       const idx = new Tensor(sampleOfRow, [sampleOfRow.length]);
-      h = add(mul(h, indexSelect(add(scale, 1), 0, idx)), indexSelect(shift, 0, idx));
+      h = modulateSegments(h, add(scale, 1), shift, idx);
     }
     const out = applyLinear(h, this.dec_to_patches.proj); // [ΣP, p0·p1·C]
     offset = 0;

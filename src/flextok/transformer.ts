@@ -7,8 +7,8 @@
 // when every sample has the same layout (mask shared, no cross-sample work), else as one packed
 // sequence (B = 1) with a block-diagonal mask.
 
-import { attention, layerNorm, linear } from '../tensor/nn.js';
-import { add, indexSelect, mul, reshape, silu, slice } from '../tensor/ops.js';
+import { addGatedSegments, attention, layerNorm, linear, modulateSegments } from '../tensor/nn.js';
+import { add, mul, reshape, silu, slice } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
 import { attentionScale, mlpHiddenDim, numHeads, type MaskMode, type TransformerConfig } from './tokenizer_config.js';
 import type { Trace, WeightMap } from './weights.js';
@@ -225,16 +225,6 @@ export class PlainBlock {
   }
 }
 
-/** AdaLN-zero modulation chunks, each expanded to one row per token [N, D]. */
-interface Modulation {
-  gateMsa: Tensor;
-  gateMlp: Tensor;
-  shiftMsa: Tensor;
-  onePlusScaleMsa: Tensor;
-  shiftMlp: Tensor;
-  onePlusScaleMlp: Tensor;
-}
-
 /** Split modulation rows [R, k·D] into k chunks [R, D]. */
 export function chunkRows(m: Tensor, k: number): Tensor[] {
   const [r, kd] = m.shape;
@@ -275,32 +265,19 @@ export class AdaLNBlock {
     return applyLinear(siluCond, this.adaLN_modulation['1']);
   }
 
-  /** x [N, D]; siluCond = SiLU(conditioning) [B, D], one row per sample. */
+  /** x [N, D]; siluCond = SiLU(conditioning) [B, D], one row per sample. Each token takes its
+   * modulation row by the layout's segment index (fused: no per-token copies of the modulation). */
   forward(x: Tensor, layout: SequenceLayout, siluCond: Tensor, trace?: Trace, name?: string): Tensor {
     const m = this.modulation(siluCond);
     if (trace && name) trace(`${name}.adaln`, m);
-    const mod = this.expand(m, layout);
-    const h1 = add(mul(layerNorm(x, null, null, LN_EPS), mod.onePlusScaleMsa), mod.shiftMsa);
-    const x1 = add(x, mul(mod.gateMsa, this.attn.forward(h1, layout)));
-    const h2 = add(mul(layerNorm(x1, null, null, LN_EPS), mod.onePlusScaleMlp), mod.shiftMlp);
-    return add(x1, mul(mod.gateMlp, this.mlp.forward(h2)));
-  }
-
-  private expand(m: Tensor, layout: SequenceLayout): Modulation {
     const e = this._expansion;
-    const b = m.shape[0];
-    const rows = reshape(m, [b * e, m.shape[1] / e]); // [B·E, 6D]
+    const rows = reshape(m, [m.shape[0] * e, m.shape[1] / e]); // [B·E, 6D]
     const [gateMsa, gateMlp, shiftMsa, scaleMsa, shiftMlp, scaleMlp] = chunkRows(rows, 6);
     const seg = layout.segmentIndex(e);
-    const perToken = (t: Tensor): Tensor => indexSelect(t, 0, seg);
-    return {
-      gateMsa: perToken(gateMsa),
-      gateMlp: perToken(gateMlp),
-      shiftMsa: perToken(shiftMsa),
-      onePlusScaleMsa: perToken(add(scaleMsa, 1)),
-      shiftMlp: perToken(shiftMlp),
-      onePlusScaleMlp: perToken(add(scaleMlp, 1)),
-    };
+    const h1 = modulateSegments(layerNorm(x, null, null, LN_EPS), add(scaleMsa, 1), shiftMsa, seg);
+    const x1 = addGatedSegments(x, gateMsa, this.attn.forward(h1, layout), seg);
+    const h2 = modulateSegments(layerNorm(x1, null, null, LN_EPS), add(scaleMlp, 1), shiftMlp, seg);
+    return addGatedSegments(x1, gateMlp, this.mlp.forward(h2), seg);
   }
 }
 

@@ -39,6 +39,10 @@ export interface NativeAddon {
   softmaxBackward(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, dim: number): void;
   logSoftmaxForward(x: Float32Array, y: Float32Array, rows: number, dim: number): void;
   logSoftmaxBackward(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, dim: number): void;
+  segmentFmaForward(x: Float32Array, a: Float32Array, c: Float32Array, seg: Int32Array, out: Float32Array, rows: number,
+    dim: number, segments: number, cPerRow: boolean): void;
+  segmentFmaBackward(x: Float32Array, a: Float32Array, seg: Int32Array, dy: Float32Array, dx: Float32Array | null,
+    da: Float32Array | null, dc: Float32Array | null, rows: number, dim: number, segments: number): void;
   layerNormForward(x: Float32Array, w: Float32Array | null, b: Float32Array | null, y: Float32Array, mean: Float32Array,
     rstd: Float32Array, rows: number, dim: number, eps: number): void;
   layerNormBackward(x: Float32Array, w: Float32Array | null, mean: Float32Array, rstd: Float32Array, dy: Float32Array,
@@ -269,6 +273,17 @@ function makeKernels(n: NativeAddon): Kernels {
     logSoftmaxBackward(y: FArr, dy: FArr, dx: FArr, rows: number, dim: number): void {
       if (!allF32(y, dy, dx)) return jsKernels.logSoftmaxBackward(y, dy, dx, rows, dim);
       n.logSoftmaxBackward(y as Float32Array, dy as Float32Array, dx as Float32Array, rows, dim);
+    },
+
+    segmentFmaForward(x, a, c, seg, out, rows, dim, segments, cPerRow): void {
+      if (!allF32(x, a, c, out)) return jsKernels.segmentFmaForward(x, a, c, seg, out, rows, dim, segments, cPerRow);
+      n.segmentFmaForward(x as Float32Array, a as Float32Array, c as Float32Array, seg, out as Float32Array, rows, dim, segments, cPerRow);
+    },
+
+    segmentFmaBackward(x, a, seg, dy, dx, da, dc, rows, dim, segments): void {
+      if (!allF32(x, a, dy, dx, da, dc)) return jsKernels.segmentFmaBackward(x, a, seg, dy, dx, da, dc, rows, dim, segments);
+      n.segmentFmaBackward(x as Float32Array, a as Float32Array, seg, dy as Float32Array, dx as Float32Array | null,
+        da as Float32Array | null, dc as Float32Array | null, rows, dim, segments);
     },
 
     layerNormForward(x, w, b, y, mean, rstd, rows, dim, eps): void {

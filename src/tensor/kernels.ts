@@ -146,6 +146,11 @@ export interface Kernels {
   /** dx = dy − exp(y) Σ dy */
   logSoftmaxBackward(y: FArr, dy: FArr, dx: FArr, rows: number, dim: number): void;
 
+  /** Segment FMA over rows of `dim`: out[r] = x[r] ⊙ a[seg[r]] + (cPerRow ? c[r] : c[seg[r]]); a has `segments` rows
+   * (AdaLN modulation x·(1+scale)+shift, and gated residuals res + gate·y). seg values lie in [0, segments). */
+  segmentFmaForward(x: FArr, a: FArr, c: FArr, seg: Int32Array, out: FArr, rows: number, dim: number, segments: number, cPerRow: boolean): void;
+  /** Its gradients (each optional, overwritten): dx = dy ⊙ a[seg]; da[s] = Σ_{seg[r]=s} dy[r] ⊙ x[r]; dc[s] = Σ_{seg[r]=s} dy[r]. */
+  segmentFmaBackward(x: FArr, a: FArr, seg: Int32Array, dy: FArr, dx: FArr | null, da: FArr | null, dc: FArr | null, rows: number, dim: number, segments: number): void;
   /** LayerNorm over the last dim: y = (x − mean) * rstd * w + b (w, b optional). mean, rstd: [rows]. */
   layerNormForward(x: FArr, w: FArr | null, b: FArr | null, y: FArr, mean: FArr, rstd: FArr, rows: number, dim: number, eps: number): void;
   /** Overwrites dx; dw and db (if given) are overwritten with the gradients summed over rows. */

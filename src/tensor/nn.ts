@@ -240,6 +240,46 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// segment FMA: per-row affine maps whose coefficients are picked per row from a few segment rows
+// (AdaLN-zero: every token of a sample, or of one part of a sample, shares one modulation row)
+
+function segmentFma(x: Tensor, a: Tensor, c: Tensor, seg: Tensor, cPerRow: boolean, op: string): Tensor {
+  floatPair(x, a, op);
+  floatPair(x, c, op);
+  if (seg.dtype !== 'int32') throw new Error(`${op}: segment index must be int32`);
+  const dim = x.shape[x.ndim - 1];
+  const rows = x.size / dim;
+  const segments = a.size / dim;
+  if (a.shape[a.ndim - 1] !== dim || !Number.isInteger(segments)) throw new Error(`${op}: coefficient rows [${a.shape.join(', ')}] do not match width ${dim}`);
+  if (seg.size !== rows) throw new Error(`${op}: ${seg.size} segment indices for ${rows} rows`);
+  const cRows = cPerRow ? rows : segments;
+  if (c.size !== cRows * dim) throw new Error(`${op}: offset has shape [${c.shape.join(', ')}], expected ${cRows} rows of ${dim}`);
+  const idx = seg.i;
+  for (let r = 0; r < rows; r++) {
+    if (idx[r] < 0 || idx[r] >= segments) throw new Error(`${op}: segment index ${idx[r]} at row ${r} is outside [0, ${segments})`);
+  }
+  const out = newLike(x, x.shape);
+  kernels().segmentFmaForward(x.f, a.f, c.f, idx, out.f, rows, dim, segments, cPerRow);
+  return record(out, op, [x, a, c], (g) => {
+    const dx = x.requiresGrad ? newLike(x, x.shape) : null;
+    const da = a.requiresGrad ? newLike(a, a.shape) : null;
+    const dc = c.requiresGrad && !cPerRow ? newLike(c, c.shape) : null;
+    kernels().segmentFmaBackward(x.f, a.f, idx, g.f, dx?.f ?? null, da?.f ?? null, dc?.f ?? null, rows, dim, segments);
+    return [dx, da, cPerRow ? (c.requiresGrad ? g : null) : dc];
+  });
+}
+
+/** AdaLN modulation: x [..., D] ⊙ scale[seg] + shift[seg], with scale and shift [S, D] and seg int32 (one index per row of x). */
+export function modulateSegments(x: Tensor, scale: Tensor, shift: Tensor, seg: Tensor): Tensor {
+  return segmentFma(x, scale, shift, seg, false, 'modulateSegments');
+}
+
+/** Gated residual: residual + gate[seg] ⊙ y, with residual and y [..., D], gate [S, D], seg int32 (one index per row). */
+export function addGatedSegments(residual: Tensor, gate: Tensor, y: Tensor, seg: Tensor): Tensor {
+  return segmentFma(y, gate, residual, seg, true, 'addGatedSegments');
+}
+
 export function rmsNorm(x: Tensor, weight: Tensor | null = null, eps = 1e-5): Tensor {
   const dim = x.shape[x.ndim - 1];
   const rows = x.size / dim;

@@ -167,3 +167,31 @@ export function binary(args: BroadcastArgs): void {
     }
   }
 }
+
+/** out[r] = x[r] ⊙ a[seg[r]] + (cPerRow ? c[r] : c[seg[r]]) over rows of `dim`. */
+export function segmentFmaForward(x: FArr, a: FArr, c: FArr, seg: Int32Array, out: FArr, rows: number, dim: number, _segments: number, cPerRow: boolean): void {
+  for (let r = 0; r < rows; r++) {
+    const xo = r * dim;
+    const ao = seg[r] * dim;
+    const co = (cPerRow ? r : seg[r]) * dim;
+    for (let j = 0; j < dim; j++) out[xo + j] = x[xo + j] * a[ao + j] + c[co + j];
+  }
+}
+
+/** dx = dy ⊙ a[seg]; da[s] = Σ_{seg[r]=s} dy[r] ⊙ x[r]; dc[s] = Σ_{seg[r]=s} dy[r] (each optional, overwritten). */
+export function segmentFmaBackward(x: FArr, a: FArr, seg: Int32Array, dy: FArr, dx: FArr | null, da: FArr | null, dc: FArr | null, rows: number, dim: number, segments: number): void {
+  const accA = da ? new Float64Array(segments * dim) : null;
+  const accC = dc ? new Float64Array(segments * dim) : null;
+  for (let r = 0; r < rows; r++) {
+    const ro = r * dim;
+    const so = seg[r] * dim;
+    for (let j = 0; j < dim; j++) {
+      const g = dy[ro + j];
+      if (dx) dx[ro + j] = g * a[so + j];
+      if (accA) accA[so + j] += g * x[ro + j];
+      if (accC) accC[so + j] += g;
+    }
+  }
+  if (da && accA) for (let i = 0; i < accA.length; i++) da[i] = accA[i];
+  if (dc && accC) for (let i = 0; i < accC.length; i++) dc[i] = accC[i];
+}

@@ -1,7 +1,7 @@
 // The pure TypeScript kernel backend: the float64 reference and the fallback when no native build exists.
 import type { Kernels } from '../kernels.js';
 import { attentionBackward, attentionForward } from './attention.js';
-import { binary, unary, unaryBackward } from './elementwise.js';
+import { binary, segmentFmaBackward, segmentFmaForward, unary, unaryBackward } from './elementwise.js';
 import { gemm, gemmBf16 } from './gemm.js';
 import { col2im, im2col, permute } from './layout.js';
 import { groupNormBackward, groupNormForward, layerNormBackward, layerNormForward, rmsNormBackward, rmsNormForward } from './norm.js';
@@ -23,6 +23,8 @@ export const jsKernels: Kernels = {
   softmaxBackward,
   logSoftmaxForward,
   logSoftmaxBackward,
+  segmentFmaForward,
+  segmentFmaBackward,
   layerNormForward,
   layerNormBackward,
   rmsNormForward,
