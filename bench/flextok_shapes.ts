@@ -12,7 +12,6 @@ import { parseTokenizerConfig, readJsonFile } from '../src/train/config.js';
 import { openDataset } from '../src/train/data.js';
 import { loadTeacher } from '../src/train/repa.js';
 import { TokenizerTrainer } from '../src/train/tokenizer.js';
-import { identityCodec } from '../src/train/tokenizer_model.js';
 import { timeIt, withPeak, withThreads, type BenchEntry, type BenchRow } from './harness.js';
 
 export const D12 = {
@@ -148,7 +147,7 @@ export const trainStepEntry: BenchEntry = {
     cfg.data.source = 'synthetic:512';
     const dataset = await openDataset(cfg.data, 'train');
     const teacher = cfg.repa ? await loadTeacher(cfg.repa.teacher, new URL(`../${cfg.repa.teacher_weights}`, import.meta.url).pathname) : null;
-    const trainer = new TokenizerTrainer(cfg, { dataset, codec: identityCodec, teacher });
+    const trainer = new TokenizerTrainer(cfg, { dataset, vae: null, teacher });
     const grid = (cfg.data.resolution / cfg.model.patch_size) ** 2;
     const batch = cfg.optim.batch_size * cfg.optim.grad_accum;
     const flops = 3 * batch * (encoderFlops(trainer.encoder._cfg, grid) + decoderStepFlops(trainer.decoder._cfg, 1, grid));

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { commandHelp, parseCommand, UsageError, type CommandSpec } from '../src/cli/args.js';
 import { reconstructionTable, evaluateReconstruction, type ImageClassifier } from '../src/eval/reconstruction.js';
-import { loadTrainedTokenizer } from '../src/train/export.js';
+import { FlexTok } from '../src/flextok/model.js';
 import { openDataset, sampleBatchWithLabels } from '../src/train/data.js';
 
 const spec: CommandSpec = {
@@ -40,12 +40,11 @@ async function main(argv: string[]): Promise<number> {
   }
   let file = args.requireStr('model');
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
-  const model = loadTrainedTokenizer(file);
-  const [gh] = model.encoder.config.max_sizes;
-  const resolution = gh * model.encoder.config.patch_sizes[0] * model.codec.downsampling;
+  const model = FlexTok.load(file);
+  const [resolution] = model.imageSize;
   const source = args.str('data') ?? 'fashion-mnist';
   const n = args.num('n', 256, { integer: true, min: 1 });
-  const channels = model.codec.kind === 'identity' ? model.encoder.config.channels_in : 1;
+  const channels = model.imageChannels;
   const ds = await openDataset({ source, resolution, resize_mode: 'pad', channels: channels === 3 ? 3 : 1, limit: null, flip: false }, 'test');
   const { images, labels } = sampleBatchWithLabels(ds, n);
 

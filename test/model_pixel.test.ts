@@ -1,5 +1,5 @@
 // Pixel-space checkpoints (no VAE; written by the trainer's exportTokenizer) load through FlexTok.load and
-// give exactly what the trainer's own TokenizerModel gives for the same weights and noise.
+// give exactly what the same modules give in memory (FlexTok.fromModules, as the trainer samples) for the same noise.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -9,16 +9,14 @@ import { CheckpointConfigError, IDENTITY_VAE_TARGET, readCheckpointConfig } from
 import type { FlowDecoder } from '../src/flextok/decoder.js';
 import type { RegisterEncoder } from '../src/flextok/encoder.js';
 import { IdentityLatentCodec } from '../src/flextok/latent_codec.js';
-import { FlexTok, FlexTokInputError } from '../src/flextok/model.js';
-import { mixSeed } from '../src/io/datasets.js';
+import { FlexTok, FlexTokInputError, reconstructionNoise } from '../src/flextok/model.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { namedTensors } from '../src/tensor/module.js';
 import { Rng } from '../src/tensor/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { decoderConfigOf, encoderConfigOf, parseTokenizerConfig, readJsonFile, type TokenizerTrainConfig } from '../src/train/config.js';
-import { exportTokenizer, loadTrainedTokenizer, PIXEL_SPACE_VAE_TARGET } from '../src/train/export.js';
+import { exportedFlexTokConfig, exportTokenizer, PIXEL_SPACE_VAE_TARGET } from '../src/train/export.js';
 import { initDecoder, initEncoder } from '../src/train/init.js';
-import { identityCodec, TokenizerModel } from '../src/train/tokenizer_model.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 
@@ -44,7 +42,7 @@ function sameValues(a: Tensor, b: Tensor, what: string): void {
 describe('pixel-space checkpoints', () => {
   let dir: string;
   let file: string;
-  let trainer: TokenizerModel;
+  let inMemory: FlexTok;
   let model: FlexTok;
   const images = Tensor.rand([3, 1, 16, 16], new Rng(5), 'float32', -1, 1);
 
@@ -53,7 +51,8 @@ describe('pixel-space checkpoints', () => {
     file = path.join(dir, 'model.safetensors');
     const { cfg, encoder, decoder } = tinyPixelModel();
     exportTokenizer(file, { encoder, decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow, cfgDropout: cfg.flow.cfg_dropout, vae: { kind: 'identity', channels: 1 }, dtype: 'F32' });
-    trainer = new TokenizerModel(encoder, decoder, cfg.model.fsq_levels, identityCodec);
+    const config = exportedFlexTokConfig(encoder.config, decoder.config, cfg.model.fsq_levels, cfg.flow, cfg.flow.cfg_dropout, { kind: 'identity', channels: 1 });
+    inMemory = FlexTok.fromModules(config, new IdentityLatentCodec(1), encoder, decoder, 'in memory');
     model = FlexTok.load(file);
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -114,24 +113,25 @@ describe('pixel-space checkpoints', () => {
     assert.throws(() => model.tokenize(Tensor.zeros([1, 1, 32, 32])), /larger than this model's 16×16/);
   });
 
-  it("agrees with the trainer's TokenizerModel and loadTrainedTokenizer (ids and reconstructions)", () => {
+  it('agrees with the same modules in memory (ids and reconstructions); reconstruct draws image i\'s noise from (seed, i)', () => {
     const ids = model.tokenize(images);
-    assert.deepEqual(trainer.encode(images).ids.map((a) => Array.from(a)), ids);
-    const loaded = loadTrainedTokenizer(file);
-    assert.deepEqual(loaded.encode(images).ids.map((a) => Array.from(a)), ids);
-
+    assert.deepEqual(inMemory.tokenize(images), ids);
     const ks = [1, 3, 8];
     for (const [guidance, apg] of [[1, false], [2.5, false], [2.5, true]] as const) {
       const opts = { steps: 3, seed: 4, guidance, apg };
-      const expected = trainer.reconstruct(images, ks, opts);
-      const fromFile = loaded.reconstruct(images, ks, opts);
-      // The trainer draws image i's noise from (seed, i).
-      const noise = [0, 1, 2].map((i) => Tensor.randn([1, 1, 16, 16], new Rng(mixSeed(4, i))));
+      const expected = inMemory.reconstruct(images, ks, opts);
+      const fromFile = model.reconstruct(images, ks, opts);
+      const noise = [0, 1, 2].map((i) => reconstructionNoise([1, 1, 16, 16], 4, i));
       ks.forEach((k, j) => {
-        const ours = model.detokenize(ids, { k, steps: 3, guidance, apg, noise });
-        sameValues(ours, expected[j]!, `k=${k} guidance ${guidance}${apg ? ' APG' : ''} vs TokenizerModel`);
-        sameValues(ours, fromFile[j]!, `k=${k} guidance ${guidance}${apg ? ' APG' : ''} vs loadTrainedTokenizer`);
+        const direct = model.detokenize(ids, { k, steps: 3, guidance, apg, noise });
+        sameValues(fromFile[j]!, expected[j]!, `k=${k} guidance ${guidance}${apg ? ' APG' : ''}: loaded vs in memory`);
+        sameValues(direct, fromFile[j]!, `k=${k} guidance ${guidance}${apg ? ' APG' : ''}: reconstruct vs detokenize`);
       });
     }
+    // firstIndex shifts the noise: the last two images alone, as images 1 and 2 of the set
+    const tail = new Tensor(images.f.slice(256), [2, 1, 16, 16]);
+    const part = model.reconstruct(tail, [3], { steps: 3, seed: 4, firstIndex: 1 })[0]!;
+    const whole = model.reconstruct(images, [3], { steps: 3, seed: 4 })[0]!;
+    assert.deepEqual(Array.from(part.f), Array.from(whole.f.slice(256)));
   });
 });

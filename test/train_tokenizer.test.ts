@@ -13,12 +13,12 @@ import { Rng } from '../src/tensor/rng.js';
 import { noGrad, Tensor } from '../src/tensor/tensor.js';
 import { ConfigError, parseTokenizerConfig, readJsonFile, type TokenizerTrainConfig } from '../src/train/config.js';
 import { sampleBatch, syntheticShapes } from '../src/train/data.js';
-import { exportTokenizer, loadTrainedTokenizer, officialConfig, officialStateDict } from '../src/train/export.js';
+import { exportTokenizer, officialConfig, officialStateDict } from '../src/train/export.js';
+import { FlexTok } from '../src/flextok/model.js';
 import { initDecoder, initEncoder } from '../src/train/init.js';
 import { pyFloatRepr, toPyStr } from '../src/train/pyliteral_write.js';
 import type { RepaTeacher } from '../src/train/repa.js';
 import { TokenizerTrainer, runTokenizerTraining } from '../src/train/tokenizer.js';
-import { identityCodec } from '../src/train/tokenizer_model.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const tinyJson = readJsonFile(path.join(root, 'configs/test-tiny.json')) as Record<string, unknown>;
@@ -71,7 +71,7 @@ test('keep-k sampling follows the official modes (spec §10.2)', () => {
 test('training draws keep counts and null conditions, and the decoder ignores masked tokens', () => {
   const cfg = tinyConfig((c) => (c.flow.cfg_dropout = 0.5));
   const ds = syntheticShapes(32, 16);
-  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: null });
   const stats = trainer.microStep(sampleBatch(ds, 16));
   assert.equal(stats.keepK.length, 16);
   assert.ok(stats.keepK.every((k) => [1, 2, 4, 8].includes(k)), `pow2 keep counts, got ${stats.keepK}`);
@@ -100,7 +100,7 @@ test('the flow-matching loss decreases over a few dozen steps on a small subset'
     c.flow.cfg_dropout = 0;
   });
   const ds = syntheticShapes(32, 16);
-  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: null });
   const evalImages = sampleBatch(ds, 16);
   const before = trainer.evaluateLoss(evalImages, 5);
   for (let i = 0; i < 40; i++) trainer.trainStep();
@@ -111,7 +111,7 @@ test('the flow-matching loss decreases over a few dozen steps on a small subset'
 test('REPA adds a finite cosine term and trains the projector and the decoder up to the tapped block', () => {
   const cfg = tinyConfig((c) => (c.repa = { layer: 0, weight: 0.5, projector_hidden: 16, resample: 'avgpool' }));
   const ds = syntheticShapes(16, 16);
-  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: toyTeacher });
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: toyTeacher });
   const s = trainer.microStep(sampleBatch(ds, 8));
   assert.ok(s.repa !== null && Number.isFinite(s.repa) && s.repa >= -1 && s.repa <= 1, `repa ${s.repa}`);
   assert.ok(Math.abs(s.loss - (s.rf + 0.5 * s.repa!)) < 1e-5);
@@ -120,7 +120,7 @@ test('REPA adds a finite cosine term and trains the projector and the decoder up
   assert.ok(g1 && g1.f.some((v) => v !== 0), 'projector gets gradients');
   // Bilinear resampling also works (teacher grid 4×4 to the 4×4 patch grid and beyond).
   const cfg2 = tinyConfig((c) => (c.repa = { layer: 1, weight: 1, projector_hidden: 8, resample: 'bilinear' }));
-  const t2 = new TokenizerTrainer(cfg2, { dataset: ds, codec: identityCodec, teacher: toyTeacher });
+  const t2 = new TokenizerTrainer(cfg2, { dataset: ds, vae: null, teacher: toyTeacher });
   const s2 = t2.trainStep();
   assert.ok(s2.repa !== null && Number.isFinite(s2.repa));
 });
@@ -201,20 +201,18 @@ test('the exported model.safetensors loads back and reproduces the in-memory mod
   try {
     const cfg = tinyConfig();
     const ds = syntheticShapes(32, 16);
-    const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+    const trainer = new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: null });
     for (let i = 0; i < 3; i++) trainer.trainStep();
     const file = path.join(dir, 'model.safetensors');
     const images = sampleBatch(ds, 4);
     const expected = trainer.withEmaWeights(() => {
       exportTokenizer(file, { encoder: trainer.encoder, decoder: trainer.decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow, cfgDropout: cfg.flow.cfg_dropout, vae: { kind: 'identity', channels: 1 }, dtype: 'F32' });
-      const enc = trainer.model.encode(images);
-      return { ids: enc.ids, recon: trainer.model.reconstruct(images, [2, 8], { steps: 3, seed: 4 }) };
+      return { ids: trainer.model.tokenize(images), recon: trainer.model.reconstruct(images, [2, 8], { steps: 3, seed: 4 }) };
     });
-    const loaded = loadTrainedTokenizer(file);
+    const loaded = FlexTok.load(file);
     assert.equal(loaded.config.encoder.n_registers, 8);
     assert.equal(loaded.codec.kind, 'identity');
-    const got = loaded.encode(images);
-    assert.deepEqual(got.ids.map((a) => Array.from(a)), expected.ids.map((a) => Array.from(a)));
+    assert.deepEqual(loaded.tokenize(images), expected.ids);
     const recon = loaded.reconstruct(images, [2, 8], { steps: 3, seed: 4 });
     recon.forEach((r, i) => assert.deepEqual(Array.from(r.f), Array.from(expected.recon[i].f)));
     // Metadata values are Python literals the official loader can read.
@@ -225,7 +223,7 @@ test('the exported model.safetensors loads back and reproduces the in-memory mod
     const f16 = path.join(dir, 'model_f16.safetensors');
     exportTokenizer(f16, { encoder: trainer.encoder, decoder: trainer.decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow, cfgDropout: cfg.flow.cfg_dropout, vae: { kind: 'identity', channels: 1 }, dtype: 'F16' });
     assert.ok(fs.statSync(f16).size < 0.6 * fs.statSync(file).size);
-    assert.equal(loadTrainedTokenizer(f16).encode(images).ids.length, 4);
+    assert.equal(FlexTok.load(f16).tokenize(images).length, 4);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -235,7 +233,7 @@ test('reconstruction evaluation reports MSE, PSNR, SSIM and class agreement per 
   const { evaluateReconstruction, reconstructionTable } = await import('../src/eval/reconstruction.js');
   const cfg = tinyConfig();
   const ds = syntheticShapes(12, 16);
-  const trainer = new TokenizerTrainer(cfg, { dataset: ds, codec: identityCodec, teacher: null });
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: null });
   const images = sampleBatch(ds, 6);
   const labels = Int32Array.from({ length: 6 }, (_, i) => ds.get(i).label);
   const alwaysZero = { predict: (x: Tensor) => new Int32Array(x.shape[0]) };

@@ -4,10 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { psnrPerImage } from '../eval/metrics.js';
-import { FlexTok } from '../flextok/model.js';
-import { mixSeed } from '../io/datasets.js';
+import { FlexTok, powerOfTwoKs, reconstructionNoise } from '../flextok/model.js';
 import { loadImage, saveGrid } from '../io/image.js';
-import { Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { ProgressBar } from './progress.js';
@@ -53,14 +51,6 @@ export function packageRoot(): string {
     if (parent === dir) throw new Error(`cannot find the flextok package root above ${path.dirname(fileURLToPath(import.meta.url))}`);
     dir = parent;
   }
-}
-
-/** k = 1, 2, 4, …, r (and r itself when it is not a power of two). */
-export function powerOfTwoKs(r: number): number[] {
-  const ks: number[] = [];
-  for (let k = 1; k <= r; k *= 2) ks.push(k);
-  if (ks[ks.length - 1] !== r) ks.push(r);
-  return ks;
 }
 
 /** img [1, C, h, w] centred on an [height, width] canvas of −1 (larger sides are centre-cropped). */
@@ -166,11 +156,11 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
 
   const ids = model.tokenize(images, { samplePosterior: false });
   const ks = powerOfTwoKs(r);
-  // Image i starts from noise drawn from (seed, i) alone — the same for every k, and the same as the
-  // trainer's sample grids and eval-tokenizer (src/train/tokenizer_model.ts).
+  // Image i starts from the noise of (seed, i) alone — the same for every k, and the same as
+  // FlexTok.reconstruct (the trainer's sample grids and eval-tokenizer).
   const f = model.vaeDownsampling;
   const c = model.config.vae.latentChannels;
-  const noise = images.map((_, i) => Tensor.randn([1, c, height / f, width / f], new Rng(mixSeed(seed, i))));
+  const noise = images.map((_, i) => reconstructionNoise([1, c, height / f, width / f], seed, i));
 
   const guide = guidance === 1 ? 'no guidance' : `guidance ${guidance} (${apg ? 'APG' : 'CFG'})`;
   print(`reconstructing ${images.length} images from their first k = ${ks.join(', ')} of ${r} tokens (${steps} Euler steps, ${guide}, seed ${seed})`);

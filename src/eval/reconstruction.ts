@@ -4,8 +4,7 @@
 // (the classifier's prediction on the reconstruction equals the image's true label).
 
 import { Tensor } from '../tensor/tensor.js';
-import type { TokenizerModel, ReconstructOptions } from '../train/tokenizer_model.js';
-import { powerOfTwoKs } from '../train/tokenizer_model.js';
+import { powerOfTwoKs, type FlexTok, type ReconstructOptions } from '../flextok/model.js';
 import { psnrPerImage, ssimPerImage } from './metrics.js';
 
 /** Anything that predicts a class per image [B, C, H, W] (FmnistClassifier). */
@@ -13,7 +12,7 @@ export interface ImageClassifier {
   predict(images: Tensor): Int32Array;
 }
 
-export interface ReconstructionEvalOptions extends ReconstructOptions {
+export interface ReconstructionEvalOptions extends Omit<ReconstructOptions, 'firstIndex' | 'onStep'> {
   /** token counts (default 1, 2, 4, …, R) */
   ks?: number[];
   /** images per decoding batch (default 64) */
@@ -56,7 +55,7 @@ function clampUnit(x: Tensor): Tensor {
 }
 
 /** Score reconstructions of images [N, C, H, W] (labels [N]) at every k. */
-export function evaluateReconstruction(model: TokenizerModel, images: Tensor, labels: Int32Array, opts: ReconstructionEvalOptions = {}): ReconstructionReport {
+export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: Int32Array, opts: ReconstructionEvalOptions = {}): ReconstructionReport {
   const n = images.shape[0];
   const ks = opts.ks ?? powerOfTwoKs(model.numTokens);
   for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > model.numTokens) throw new RangeError(`k = ${k} must be an integer in [1, ${model.numTokens}]`);

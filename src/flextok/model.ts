@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheRoot } from '../io/hub.js';
 import { concat, reshape, slice } from '../tensor/ops.js';
-import { Rng } from '../tensor/rng.js';
+import { mixSeed, Rng } from '../tensor/rng.js';
 import { noGrad, Tensor } from '../tensor/tensor.js';
 import { readCheckpoint, resolveVaeFolder, type FlexTokConfig } from './checkpoint.js';
 import { FlowDecoder } from './decoder.js';
@@ -60,6 +60,35 @@ export interface DetokenizeOptions {
   onStep?: (step: number, total: number) => void;
   /** Receives the sampler's intermediates (detok.step{s}.t / .x.{b} / .v_cond.{b} / .v_uncond.{b}). */
   trace?: Trace;
+}
+
+export interface ReconstructOptions {
+  /** Euler steps (default 25). */
+  steps?: number;
+  /** Guidance scale (default 1 = none). */
+  guidance?: number;
+  /** APG instead of plain CFG when guiding (default false). */
+  apg?: boolean;
+  /** Seed of the initial noise (default 0). */
+  seed?: number;
+  /** Index of the batch's first image in a larger set (default 0); see reconstruct. */
+  firstIndex?: number;
+  /** Called after each Euler step of each k. */
+  onStep?: (step: number, total: number) => void;
+}
+
+/** The initial noise of image `index` in reconstructions with `seed`: drawn from (seed, index) alone, so it
+ * is the same for every k, batch size and tool (demo, eval-tokenizer, the trainer's sample grids). */
+export function reconstructionNoise(shape: readonly number[], seed: number, index: number): Tensor {
+  return Tensor.randn(shape, new Rng(mixSeed(seed, index)));
+}
+
+/** k = 1, 2, 4, …, r (and r itself when it is not a power of two): the token counts of the coarse-to-fine grids. */
+export function powerOfTwoKs(r: number): number[] {
+  const ks: number[] = [];
+  for (let k = 1; k <= r; k *= 2) ks.push(k);
+  if (ks[ks.length - 1] !== r) ks.push(r);
+  return ks;
 }
 
 export interface AutoencodeOptions extends Omit<DetokenizeOptions, 'noise' | 'imageSize' | 'trace'>, Omit<TokenizeOptions, 'noise'> {
@@ -218,6 +247,13 @@ export class FlexTok {
     weights.finish();
     const vae = new FlexTokVAE(autoencoder, { scalingFactor: cfg.vae.scalingFactor });
     return new FlexTok(cfg, new VaeLatentCodec(vae), encoder, decoder, ckpt.file);
+  }
+
+  /** A model from modules already in memory, e.g. a training run's weights (shared, not copied); `source`
+   * names them in messages. The config must describe the modules (the trainer builds it with the
+   * exporter's officialConfig, so a loaded export and its in-memory model are the same model). */
+  static fromModules(config: FlexTokConfig, codec: LatentCodec, encoder: RegisterEncoder, decoder: FlowDecoder, source: string): FlexTok {
+    return new FlexTok(config, codec, encoder, decoder, source);
   }
 
   /** Register tokens per image R (256 for the released models). */
@@ -429,6 +465,21 @@ export class FlexTok {
       imageSize: list.map((img) => [img.shape[2]!, img.shape[3]!] as [number, number]),
     });
     return images instanceof Tensor ? (out.length === 1 ? out[0]! : noGrad(() => concat(out, 0))) : out;
+  }
+
+  /**
+   * Reconstructions of same-size images [B, C, H, W] from their first k tokens, for each k in `ks`
+   * (tokenized once, from the posterior mean): one [B, C, H, W] tensor per k, not clamped. Image i starts
+   * from the noise of reconstructionNoise(seed, firstIndex + i), the same for every k, so a batch's
+   * results do not depend on how the images were batched. Defaults: 25 steps, guidance 1 (none).
+   */
+  reconstruct(images: Tensor, ks: readonly number[], opts: ReconstructOptions = {}): Tensor[] {
+    if (images.ndim !== 4) throw new FlexTokInputError(`reconstruct: expected images [B, C, H, W], got [${images.shape.join(', ')}]`);
+    const [b, , h, w] = images.shape as [number, number, number, number];
+    const ids = this.tokenize(images, { samplePosterior: false });
+    const f = this.vaeDownsampling;
+    const noise = Array.from({ length: b }, (_, i) => reconstructionNoise([1, this.config.vae.latentChannels, h / f, w / f], opts.seed ?? 0, (opts.firstIndex ?? 0) + i));
+    return ks.map((k) => this.detokenize(ids, { k, steps: opts.steps ?? 25, guidance: opts.guidance ?? 1, apg: opts.apg ?? false, noise, onStep: opts.onStep }));
   }
 }
 

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import { Tensor } from '../tensor/tensor.js';
-import { Rng } from '../tensor/rng.js';
+import { mixSeed, Rng } from '../tensor/rng.js';
 
 export interface Sample {
   /** [C, H, W] in [-1, 1] */
@@ -334,28 +334,6 @@ export interface LoaderState {
   epoch: number;
   index: number;
   seed: number;
-}
-
-/** murmur3's finaliser: a well-mixed 32-bit hash step. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** A 32-bit seed mixed from several non-negative integers (each up to 2^53). */
-export function mixSeed(...values: number[]): number {
-  let h = 0x9747b28c;
-  for (const v of values) {
-    const lo = v >>> 0;
-    const hi = Math.floor(v / 4294967296) >>> 0;
-    h = fmix32((h ^ lo) + 0x9e3779b9);
-    h = fmix32((h ^ hi) + 0x7f4a7c15);
-  }
-  return h;
 }
 
 /**

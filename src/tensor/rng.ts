@@ -138,3 +138,25 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/** murmur3's finaliser: a well-mixed 32-bit hash step. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A 32-bit seed mixed from several non-negative integers (each up to 2^53). */
+export function mixSeed(...values: number[]): number {
+  let h = 0x9747b28c;
+  for (const v of values) {
+    const lo = v >>> 0;
+    const hi = Math.floor(v / 4294967296) >>> 0;
+    h = fmix32((h ^ lo) + 0x9e3779b9);
+    h = fmix32((h ^ hi) + 0x7f4a7c15);
+  }
+  return h;
+}

@@ -1,8 +1,8 @@
 // Training data for the trainers: Fashion-MNIST, an image folder, or procedural shapes (for tests and
 // smoke runs), brought to the training resolution; plus a helper taking the first images as a batch.
 
-import { loadFashionMnist, loadImageFolder, mixSeed, resizeOrPad, type ImageDataset, type Sample } from '../io/datasets.js';
-import { Rng } from '../tensor/rng.js';
+import { loadFashionMnist, loadImageFolder, resizeOrPad, type ImageDataset, type Sample } from '../io/datasets.js';
+import { mixSeed, Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DataConfig } from './config.js';
 

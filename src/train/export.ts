@@ -6,11 +6,11 @@
 // Pixel-space models (no VAE) carry `vae = {'_target_': 'flextok_ts.identity_vae.IdentityVAE', …}`:
 // the official code has no such class, so the official loader needs a VAE entry there (or a
 // one-line identity module registered under that name: encode/decode return their input, no
-// parameters). Our loader (`loadTrainedTokenizer`, `pixelSpaceVaePlaceholder`) maps it to identity.
+// parameters). Our loader, FlexTok.load, maps it to the identity.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildFlexTokConfig, parseMetadataConfig, type FlexTokConfig } from '../flextok/checkpoint.js';
+import { buildFlexTokConfig, IDENTITY_VAE_TARGET, parseMetadataConfig, type FlexTokConfig } from '../flextok/checkpoint.js';
 import { FlowDecoder } from '../flextok/decoder.js';
 import { RegisterEncoder } from '../flextok/encoder.js';
 import type { DecoderConfig, EncoderConfig } from '../flextok/tokenizer_config.js';
@@ -23,10 +23,9 @@ import { namedTensors } from '../tensor/module.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FlowConfig } from './config.js';
 import { pyFloat, toPyStr, type PyWritable } from './pyliteral_write.js';
-import { identityCodec, TokenizerModel, vaeCodec } from './tokenizer_model.js';
 
 /** `_target_` of the identity "VAE" of pixel-space models (not an official class; see the module comment). */
-export const PIXEL_SPACE_VAE_TARGET = 'flextok_ts.identity_vae.IdentityVAE';
+export const PIXEL_SPACE_VAE_TARGET = IDENTITY_VAE_TARGET;
 
 const SD_VAE_TARGET = 'flextok.vae_wrapper.StableDiffusionVAE';
 
@@ -319,6 +318,14 @@ function tensorData(t: Tensor, dtype: 'F32' | 'F16'): TensorData {
   return dtype === 'F16' ? { dtype: 'F16', shape: [...t.shape], data: float32ToFloat16(values) } : { dtype: 'F32', shape: [...t.shape], data: values };
 }
 
+/** The typed config FlexTok.load would read back from the export of these modules (so an in-memory
+ * model of a training run and its loaded export are configured alike). */
+export function exportedFlexTokConfig(enc: EncoderConfig, dec: DecoderConfig, fsqLevels: readonly number[], flow: FlowConfig, cfgDropout: number, vae: ExportVae): FlexTokConfig {
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(officialConfig(enc, dec, fsqLevels, flow, cfgDropout, vae))) metadata[k] = toPyStr(v);
+  return buildFlexTokConfig(parseMetadataConfig(metadata, 'the exported config'), 'the exported config');
+}
+
 /** Write model.safetensors (official layout, atomic). A VAE is also written as a diffusers folder
  * `hub/<hubPath>/` next to the file (config.json + diffusion_pytorch_model.safetensors), where the
  * FlexTok loaders look for the repository named by `vae.hf_hub_path`. */
@@ -362,67 +369,4 @@ export function exportDiffusersVae(dir: string, vae: FlexTokVAE, dtype: 'F32' | 
   const tmp = path.join(dir, `config.json.tmp-${process.pid}`);
   fs.writeFileSync(tmp, `${JSON.stringify(config, null, 2)}\n`);
   fs.renameSync(tmp, path.join(dir, 'config.json'));
-}
-
-// ---------------------------------------------------------------------------------------------
-// loading
-
-/** The StableDiffusionVAE entry our config builder understands, standing in for the identity VAE
- * of a pixel-space checkpoint (hook for src/flextok/checkpoint.ts / model.ts: if the metadata's `vae`
- * names PIXEL_SPACE_VAE_TARGET, build the config with this entry and use an identity VAE). */
-export function pixelSpaceVaePlaceholder(latentChannels: number): Map<PyKey, PyValue> {
-  return new Map<PyKey, PyValue>([
-    ['_target_', SD_VAE_TARGET],
-    ['images_read_key', 'rgb'],
-    ['vae_latents_read_key', 'vae_latents_reconst'],
-    ['vae_latents_write_key', 'vae_latents'],
-    ['images_reconst_write_key', 'images_reconst'],
-    ['latent_channels', latentChannels],
-    ['scaling_factor', 1.0],
-    ['hf_hub_path', null],
-    ['sample_posterior', false],
-  ]);
-}
-
-/** Whether parsed checkpoint metadata describes a pixel-space (identity-VAE) model, and its channels. */
-export function pixelSpaceChannels(config: Map<PyKey, PyValue>): number | null {
-  const vae = config.get('vae');
-  if (!(vae instanceof Map) || vae.get('_target_') !== PIXEL_SPACE_VAE_TARGET) return null;
-  const c = vae.get('latent_channels');
-  if (typeof c !== 'number' || !Number.isInteger(c) || c < 1) throw new Error(`the identity VAE entry needs an integer latent_channels, got ${String(c)}`);
-  return c;
-}
-
-/** Parse the metadata of an exported (or official) checkpoint into a typed config; pixel-space
- * checkpoints get identity: true. */
-export function parseExportedConfig(metadata: Record<string, string>, source: string): { config: FlexTokConfig; identity: boolean } {
-  const parsed = parseMetadataConfig(metadata, source);
-  const channels = pixelSpaceChannels(parsed);
-  if (channels !== null) parsed.set('vae', pixelSpaceVaePlaceholder(channels));
-  return { config: buildFlexTokConfig(parsed, source), identity: channels !== null };
-}
-
-/** Load a model.safetensors written by exportTokenizer (pixel space or with its VAE under hub/). */
-export function loadTrainedTokenizer(file: string): TokenizerModel & { config: FlexTokConfig } {
-  const { metadata, tensors } = readSafetensors(file);
-  const { config, identity } = parseExportedConfig(metadata, file);
-  const weights = new Map<string, Tensor>();
-  for (const [name, td] of tensors) weights.set(name, new Tensor(Float32Array.from(toFloat32(td)), td.shape));
-  const w = new WeightMap(weights, file);
-  let codec = identityCodec;
-  if (!identity) {
-    const hub = config.vae.hfHubPath;
-    if (hub === null) throw new Error(`${file}: the VAE entry has no hf_hub_path, so its architecture is unknown`);
-    const cfgFile = path.join(path.dirname(file), 'hub', ...hub.split('/'), 'config.json');
-    if (!fs.existsSync(cfgFile)) throw new Error(`${file}: the VAE config ${cfgFile} is missing`);
-    const vaeConfig = parseAutoencoderKLConfig(JSON.parse(fs.readFileSync(cfgFile, 'utf8')), cfgFile);
-    const autoencoder = new AutoencoderKL(vaeConfig, w, 'vae.vae.');
-    codec = vaeCodec(new FlexTokVAE(autoencoder, { scalingFactor: config.vae.scalingFactor }), false);
-  }
-  const encoder = RegisterEncoder.load(config.encoder, w);
-  const decoder = FlowDecoder.load(config.decoder, w);
-  w.finish();
-  const model = new TokenizerModel(encoder, decoder, config.fsqLevels, codec) as TokenizerModel & { config: FlexTokConfig };
-  model.config = config;
-  return model;
 }

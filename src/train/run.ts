@@ -6,11 +6,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensors, toFloat32, writeSafetensors, type TensorData } from '../io/safetensors.js';
-import { BatchLoader, mixSeed, type ImageDataset, type LoaderState } from '../io/datasets.js';
+import { BatchLoader, type ImageDataset, type LoaderState } from '../io/datasets.js';
 import { saveGrid } from '../io/image.js';
 import { concat } from '../tensor/ops.js';
 import { AdamW, EMA } from '../tensor/optim.js';
-import { Rng, type RngState } from '../tensor/rng.js';
+import { mixSeed, Rng, type RngState } from '../tensor/rng.js';
 import type { OptimConfig } from './config.js';
 import { Tensor } from '../tensor/tensor.js';
 

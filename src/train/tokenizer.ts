@@ -11,22 +11,23 @@ import { sampleKeepK, type FlowDecoder } from '../flextok/decoder.js';
 import type { RegisterEncoder } from '../flextok/encoder.js';
 import { noiseLatents, sampleTimesteps } from '../flextok/flow.js';
 import { FSQ } from '../flextok/fsq.js';
+import { IdentityLatentCodec, VaeLatentCodec, type LatentCodec } from '../flextok/latent_codec.js';
+import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import { FlexTokVAE } from '../flextok/vae.js';
 import type { SequenceLayout } from '../flextok/transformer.js';
-import { BatchLoader, mixSeed, type ImageDataset } from '../io/datasets.js';
+import { BatchLoader, type ImageDataset } from '../io/datasets.js';
 import { mseLoss } from '../tensor/nn.js';
 import { add, concat, mul, slice } from '../tensor/ops.js';
 import { namedTensors } from '../tensor/module.js';
 import { AdamW, clipGradNorm, EMA, warmupCosineLr } from '../tensor/optim.js';
-import { Rng } from '../tensor/rng.js';
+import { mixSeed, Rng } from '../tensor/rng.js';
 import { noGrad, Tensor } from '../tensor/tensor.js';
 import { decoderConfigOf, encoderConfigOf, type TokenizerTrainConfig } from './config.js';
 import { openDataset, sampleBatch } from './data.js';
-import { exportTokenizer, type ExportVae } from './export.js';
+import { exportedFlexTokConfig, exportTokenizer, type ExportVae } from './export.js';
 import { decays, initDecoder, initEncoder } from './init.js';
 import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
 import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
-import { identityCodec, powerOfTwoKs, splitBatch, TokenizerModel, vaeCodec, type LatentCodec } from './tokenizer_model.js';
 
 /** σ → shift·σ / (1 + (shift − 1)·σ) in float32 (identity for shift 1): more weight on high noise for shift > 1. */
 export function shiftTimesteps(sigmas: number[], shift: number): number[] {
@@ -60,8 +61,14 @@ export interface StepStats {
 
 export interface TokenizerTrainerDeps {
   dataset: ImageDataset;
-  codec: LatentCodec;
+  /** the frozen VAE and the hub id its export goes under; null trains in pixel space */
+  vae: { vae: FlexTokVAE; hubPath: string } | null;
   teacher: RepaTeacher | null;
+}
+
+/** The rows of a batch [B, ...] as [1, ...] tensors. */
+function splitBatch(x: Tensor): Tensor[] {
+  return Array.from({ length: x.shape[0] }, (_, i) => slice(x, 0, i, i + 1));
 }
 
 
@@ -70,7 +77,12 @@ export class TokenizerTrainer {
   readonly decoder: FlowDecoder;
   readonly fsq: FSQ;
   readonly projector: RepaProjector | null;
-  readonly model: TokenizerModel;
+  /** images ↔ latents: the frozen VAE (posterior mean) or the identity */
+  readonly codec: LatentCodec;
+  /** how the export describes the VAE */
+  readonly exportVae: ExportVae;
+  /** the trained modules as a FlexTok model (weights shared, not copied): sample grids, evaluation */
+  readonly model: FlexTok;
   /** every model tensor by checkpoint name (trainable and fixed) */
   readonly named: [string, Tensor][];
   /** trainable parameters, in optimizer order, with their names */
@@ -91,17 +103,20 @@ export class TokenizerTrainer {
     if (ds.height !== cfg.data.resolution || ds.width !== cfg.data.resolution) {
       throw new Error(`dataset ${ds.name} is ${ds.height}×${ds.width}, the config trains at ${cfg.data.resolution}×${cfg.data.resolution}`);
     }
-    const f = deps.codec.downsampling;
+    this.codec = deps.vae ? new VaeLatentCodec(deps.vae.vae) : new IdentityLatentCodec(ds.channels);
+    this.exportVae = deps.vae ? { kind: 'vae', vae: deps.vae.vae, hubPath: deps.vae.hubPath, samplePosterior: false } : { kind: 'identity', channels: ds.channels };
+    const f = this.codec.downsamplingFactor;
     if (cfg.data.resolution % f !== 0) throw new Error(`resolution ${cfg.data.resolution} is not a multiple of the VAE downsampling ${f}`);
     this.latentSize = cfg.data.resolution / f;
-    this.latentChannels = deps.codec.channels ?? ds.channels;
+    this.latentChannels = this.codec.latentChannels;
     const initRng = new Rng(mixSeed(cfg.seed, STREAM_INIT));
     const encCfg = encoderConfigOf(cfg.model, this.latentChannels, this.latentSize);
     const decCfg = decoderConfigOf(cfg.model, this.latentChannels, this.latentSize);
     this.encoder = initEncoder(encCfg, initRng);
     this.decoder = initDecoder(decCfg, initRng);
     this.fsq = new FSQ(cfg.model.fsq_levels);
-    this.model = new TokenizerModel(this.encoder, this.decoder, cfg.model.fsq_levels, deps.codec);
+    const modelConfig = exportedFlexTokConfig(encCfg, decCfg, cfg.model.fsq_levels, cfg.flow, cfg.flow.cfg_dropout, this.exportVae);
+    this.model = FlexTok.fromModules(modelConfig, this.codec, this.encoder, this.decoder, 'the model being trained');
     if (cfg.repa) {
       if (!deps.teacher) throw new Error('the config enables REPA but no teacher was given');
       const probe = deps.teacher.features(sampleBatch(ds, 1));
@@ -128,7 +143,7 @@ export class TokenizerTrainer {
     const cfg = this.cfg;
     const b = images.shape[0];
     const r = cfg.model.n_registers;
-    const x0 = this.deps.codec.encode(images, rng); // [B, C, h, w], no grad
+    const x0 = noGrad(() => this.codec.encode(images, { samplePosterior: false })); // [B, C, h, w]
     const x0List = splitBatch(x0);
 
     // Encoder → FSQ (straight-through), all images at once.
@@ -249,16 +264,9 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
   if (!opts.resume) startRunDir(paths, cfg);
 
   const dataset = await openDataset(cfg.data, 'train');
-  let codec: LatentCodec = identityCodec;
-  let exportVae: ExportVae = { kind: 'identity', channels: dataset.channels };
-  if (cfg.vae !== 'none') {
-    const dir = resolveVaeDir(cfg.vae);
-    const vae = FlexTokVAE.fromFolder(dir);
-    codec = vaeCodec(vae, false);
-    exportVae = { kind: 'vae', vae, hubPath: `local/${path.basename(path.resolve(cfg.vae))}`, samplePosterior: false };
-  }
+  const vae = cfg.vae === 'none' ? null : { vae: FlexTokVAE.fromFolder(resolveVaeDir(cfg.vae)), hubPath: `local/${path.basename(path.resolve(cfg.vae))}` };
   const teacher = cfg.repa ? (opts.teacher ?? (await loadTeacher(cfg.repa.teacher, cfg.repa.teacher_weights))) : null;
-  const trainer = new TokenizerTrainer(cfg, { dataset, codec, teacher });
+  const trainer = new TokenizerTrainer(cfg, { dataset, vae, teacher });
   const sampleSet = cfg.data.source === 'fashion-mnist' ? await openDataset(cfg.data, 'test') : dataset;
   const sampleImages = sampleBatch(sampleSet, Math.min(cfg.run.sample_images, sampleSet.size));
 
@@ -305,7 +313,7 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
       });
       trainer.withEmaWeights(() => exportTokenizer(paths.model, {
         encoder: trainer.encoder, decoder: trainer.decoder, fsqLevels: cfg.model.fsq_levels, flow: cfg.flow,
-        cfgDropout: cfg.flow.cfg_dropout, vae: exportVae, dtype: cfg.run.export_dtype,
+        cfgDropout: cfg.flow.cfg_dropout, vae: trainer.exportVae, dtype: cfg.run.export_dtype,
       }));
       progress.message(`checkpoint saved at step ${step} (${paths.checkpoint}; model.safetensors)`);
     },

@@ -7,11 +7,11 @@
 // per-image sum over latent elements averaged over the batch — the LDM weighting (sum-over-pixels
 // reconstruction + β·KL) divided by the pixel count, so kl_weight takes LDM's values (≈1e-6).
 
-import { mixSeed, BatchLoader, type ImageDataset } from '../io/datasets.js';
+import { BatchLoader, type ImageDataset } from '../io/datasets.js';
 import { AutoencoderKL, DiagonalGaussian, FlexTokVAE, parseAutoencoderKLConfig } from '../flextok/vae.js';
 import { abs, add, mean, mul, square, sub } from '../tensor/ops.js';
 import { AdamW, clipGradNorm, EMA, warmupCosineLr } from '../tensor/optim.js';
-import { Rng } from '../tensor/rng.js';
+import { mixSeed, Rng } from '../tensor/rng.js';
 import { noGrad, Tensor } from '../tensor/tensor.js';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
