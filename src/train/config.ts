@@ -86,6 +86,11 @@ export interface TokenizerModelConfig {
   /** TimestepEmbedder max_timestep (1.0: t ∈ [0, 1] scaled by 1000) */
   max_timestep: number;
   qk_norm: boolean;
+  /** init of the encoder head (enc_to_latents): 'zero' as the official code (spec §10.8), or 'xavier'. Not
+   * official: with a zero head every pre-quantisation value starts inside FSQ's centre bin, so every image
+   * gets the same tokens until the straight-through gradient has pushed the head out of it (hundreds of
+   * steps at our batch sizes); a Xavier head gives distinct tokens from step 0 */
+  encoder_head_init: 'zero' | 'xavier';
 }
 
 export interface FlowConfig {
@@ -166,7 +171,7 @@ const TRUNK_DEFAULTS: TrunkSettings = { dim: 128, depth: 4, head_dim: 32, mlp_ra
 const MODEL_DEFAULTS: TokenizerModelConfig = {
   patch_size: 4, n_registers: 32, fsq_levels: [8, 8, 8, 5, 5, 5],
   encoder: TRUNK_DEFAULTS, decoder: TRUNK_DEFAULTS,
-  null_cond: 'learned', frequency_embedding_size: 256, max_timestep: 1.0, qk_norm: true,
+  null_cond: 'learned', frequency_embedding_size: 256, max_timestep: 1.0, qk_norm: true, encoder_head_init: 'zero',
 };
 
 const FLOW_DEFAULTS: FlowConfig = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'pow2', cfg_dropout: 0.1 };
@@ -346,6 +351,7 @@ function parseModel(s: Section): TokenizerModelConfig {
     frequency_embedding_size: s.num('frequency_embedding_size', MODEL_DEFAULTS.frequency_embedding_size, { int: true, min: 2 }),
     max_timestep: s.num('max_timestep', MODEL_DEFAULTS.max_timestep, { min: 0, exclusiveMin: true }),
     qk_norm: s.bool('qk_norm', MODEL_DEFAULTS.qk_norm),
+    encoder_head_init: s.oneOf('encoder_head_init', MODEL_DEFAULTS.encoder_head_init, ['zero', 'xavier'] as const),
   };
   s.done();
   return m;

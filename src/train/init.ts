@@ -1,6 +1,6 @@
 // Fresh FlexTok encoder/decoder for training from scratch, initialised as the official code does
 // (spec §10.8): Linear weights Xavier-uniform and biases 0; AdaLN modulations zero (AdaLN-zero);
-// the heads (enc_to_latents, dec_to_patches) zero; registers, mask token, null condition and the
+// the heads (enc_to_latents, dec_to_patches) zero (the encoder head optionally Xavier, see config encoder_head_init); registers, mask token, null condition and the
 // learned register posemb truncated-normal σ = 0.02; fixed 2D sin-cos tables (not trained).
 
 import { FlowDecoder } from '../flextok/decoder.js';
@@ -58,7 +58,7 @@ function mlpInit(rng: Rng, cfg: TransformerConfig): SwiGLU {
 }
 
 /** A randomly initialised encoder (every parameter trainable except the sin-cos table). */
-export function initEncoder(cfg: EncoderConfig, rng: Rng): RegisterEncoder {
+export function initEncoder(cfg: EncoderConfig, rng: Rng, headInit: 'zero' | 'xavier' = 'zero'): RegisterEncoder {
   const d = cfg.dim;
   const [p0, p1] = cfg.patch_sizes;
   const blocks: PlainBlock[] = [];
@@ -68,7 +68,7 @@ export function initEncoder(cfg: EncoderConfig, rng: Rng): RegisterEncoder {
     posembs: buildSincos2dTable(d, cfg.max_sizes[0], cfg.max_sizes[1]),
     registers: truncNormal(rng, [cfg.n_registers, d]),
     blocks,
-    toLatents: linearInit(rng, cfg.dim_out, d, { bias: true, zero: true }),
+    toLatents: linearInit(rng, cfg.dim_out, d, { bias: true, zero: headInit === 'zero' }),
   });
 }
 

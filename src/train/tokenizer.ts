@@ -112,7 +112,7 @@ export class TokenizerTrainer {
     const initRng = new Rng(mixSeed(cfg.seed, STREAM_INIT));
     const encCfg = encoderConfigOf(cfg.model, this.latentChannels, this.latentSize);
     const decCfg = decoderConfigOf(cfg.model, this.latentChannels, this.latentSize);
-    this.encoder = initEncoder(encCfg, initRng);
+    this.encoder = initEncoder(encCfg, initRng, cfg.model.encoder_head_init);
     this.decoder = initDecoder(decCfg, initRng);
     this.fsq = new FSQ(cfg.model.fsq_levels);
     const modelConfig = exportedFlexTokConfig(encCfg, decCfg, cfg.model.fsq_levels, cfg.flow, cfg.flow.cfg_dropout, this.exportVae);
