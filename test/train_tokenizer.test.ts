@@ -259,3 +259,18 @@ test('the timestep shift moves σ towards high noise and is the identity for shi
   assert.ok(Math.abs(b - 0.75) < 1e-7);
   assert.equal(c, 1);
 });
+
+test('encoder_head_init: a zero head gives every image the same tokens at step 0; a Xavier head distinct ones', () => {
+  const ds = syntheticShapes(16, 16);
+  const images = sampleBatch(ds, 8);
+  const tokensAtInit = (init: 'zero' | 'xavier') => {
+    const cfg = tinyConfig((c) => (c.model.encoder_head_init = init));
+    return new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: null }).model.tokenize(images);
+  };
+  const zero = tokensAtInit('zero');
+  assert.ok(zero.every((seq) => JSON.stringify(seq) === JSON.stringify(zero[0])), 'zero head: identical tokens');
+  const xavier = tokensAtInit('xavier');
+  assert.ok(new Set(xavier.map((seq) => JSON.stringify(seq))).size === 8, 'xavier head: 8 distinct token sequences');
+  assert.ok(new Set(xavier.flat()).size > 16, 'xavier head: many distinct ids');
+  assert.throws(() => tinyConfig((c) => (c.model.encoder_head_init = 'ones')), /encoder_head_init/);
+});
