@@ -657,36 +657,34 @@ void gemm_small_m(bool transA, bool transB, int64_t m, int64_t n, int64_t k, flo
 
 #endif
 
-/** Packs op(A) rows [i0, i0+rows) x k-range [pc, pc+kc) into MR-row panels at dst (bf16 pairs / rounding applied). */
-void pack_a_block(const KernelSet& ks, bool transA, const float* a, int64_t lda, int64_t i0, int64_t rows, int64_t pc,
-                  int64_t kc, int64_t kcPad, float* dst) {
-  const int64_t panels = (rows + ks.mr - 1) / ks.mr;
-  if (ks.bf16Pairs) {  // fp32 panels go to a private buffer first: the bf16 result is half their size
+/** Runs `pack(dst)` for `panels` panels of `width` rows/columns x kcPad, then applies the kernel set's bf16
+ * form: pairs packed to bf16 (via a private fp32 buffer: the result is half its size) or rounding. */
+template <class Pack>
+void pack_panels(const KernelSet& ks, int64_t panels, int width, int64_t kcPad, float* dst, Pack&& pack) {
+  if (ks.bf16Pairs) {
 #if FT_X86
-    float* tmp = static_cast<float*>(scratch(kScratchMisc, panels * kcPad * ks.mr * sizeof(float)));
-    ks.packA(transA, a, lda, i0, rows, pc, kc, kcPad, tmp);
-    pairs_to_bf16_avx512(tmp, panels * kcPad / 2, ks.mr, dst);
+    float* tmp = static_cast<float*>(scratch(kScratchMisc, panels * kcPad * width * sizeof(float)));
+    pack(tmp);
+    pairs_to_bf16_avx512(tmp, panels * kcPad / 2, width, dst);
 #endif
     return;
   }
-  ks.packA(transA, a, lda, i0, rows, pc, kc, kcPad, dst);
-  if (ks.emulateBf16) round_buffer_bf16(dst, panels * kcPad * ks.mr);
+  pack(dst);
+  if (ks.emulateBf16) round_buffer_bf16(dst, panels * kcPad * width);
+}
+
+/** Packs op(A) rows [i0, i0+rows) x k-range [pc, pc+kc) into MR-row panels at dst. */
+void pack_a_block(const KernelSet& ks, bool transA, const float* a, int64_t lda, int64_t i0, int64_t rows, int64_t pc,
+                  int64_t kc, int64_t kcPad, float* dst) {
+  pack_panels(ks, (rows + ks.mr - 1) / ks.mr, ks.mr, kcPad, dst,
+              [&](float* to) { ks.packA(transA, a, lda, i0, rows, pc, kc, kcPad, to); });
 }
 
 /** Packs op(B) columns [j0, j0+cols) x k-range [pc, pc+kc) into NR-column panels at dst. */
 void pack_b_block(const KernelSet& ks, bool transB, const float* b, int64_t ldb, int64_t j0, int64_t cols, int64_t pc,
                   int64_t kc, int64_t kcPad, float* dst) {
-  const int64_t panels = (cols + ks.nr - 1) / ks.nr;
-  if (ks.bf16Pairs) {
-#if FT_X86
-    float* tmp = static_cast<float*>(scratch(kScratchMisc, panels * kcPad * ks.nr * sizeof(float)));
-    ks.packB(transB, b, ldb, j0, cols, pc, kc, kcPad, tmp);
-    pairs_to_bf16_avx512(tmp, panels * kcPad / 2, ks.nr, dst);
-#endif
-    return;
-  }
-  ks.packB(transB, b, ldb, j0, cols, pc, kc, kcPad, dst);
-  if (ks.emulateBf16) round_buffer_bf16(dst, panels * kcPad * ks.nr);
+  pack_panels(ks, (cols + ks.nr - 1) / ks.nr, ks.nr, kcPad, dst,
+              [&](float* to) { ks.packB(transB, b, ldb, j0, cols, pc, kc, kcPad, to); });
 }
 
 /** Runs the microkernel over A panels [ip0, ip1) x B panels [jp0, jp1) of one packed (ic, jc, pc) block.
