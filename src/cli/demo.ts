@@ -3,8 +3,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { psnrPerImage } from '../eval/metrics.js';
-import { FlexTok, powerOfTwoKs, reconstructionNoise } from '../flextok/model.js';
+import { clampToDisplayRange, mse, psnrPerImage } from '../eval/metrics.js';
+import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
+import { concat, slice } from '../tensor/ops.js';
 import { loadImage, saveGrid } from '../io/image.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
@@ -94,13 +95,6 @@ function gridCell(img: Tensor, scale: number): Tensor {
   return new Tensor(out, [1, 3, sh, sw]);
 }
 
-function clampUnit(x: Tensor): Tensor {
-  const out = new Float32Array(x.size);
-  const s = x.f;
-  for (let i = 0; i < out.length; i++) out[i] = Number.isNaN(s[i]!) ? 0 : Math.min(1, Math.max(-1, s[i]!));
-  return new Tensor(out, x.shape);
-}
-
 /** A path relative to the working directory when it lies below it, else absolute. */
 function displayPath(file: string): string {
   const rel = path.relative(process.cwd(), file);
@@ -154,47 +148,31 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
     images.push(padToCanvas(takeChannels(rgb, model.imageChannels), height, width));
   }
 
-  const ids = model.tokenize(images, { samplePosterior: false });
   const ks = powerOfTwoKs(r);
-  // Image i starts from the noise of (seed, i) alone — the same for every k, and the same as
-  // FlexTok.reconstruct (the trainer's sample grids and eval-tokenizer).
-  const f = model.vaeDownsampling;
-  const c = model.config.vae.latentChannels;
-  const noise = images.map((_, i) => reconstructionNoise([1, c, height / f, width / f], seed, i));
-
+  const batch = concat(images, 0);
   const guide = guidance === 1 ? 'no guidance' : `guidance ${guidance} (${apg ? 'APG' : 'CFG'})`;
   print(`reconstructing ${images.length} images from their first k = ${ks.join(', ')} of ${r} tokens (${steps} Euler steps, ${guide}, seed ${seed})`);
   const bar = new ProgressBar(`decoding`, ks.length * steps);
-  const recons: Tensor[][] = [];
+  let recons: Tensor[];
   try {
-    ks.forEach((k, j) => {
-      recons.push(
-        model.decodeImages(ids, { k, steps, guidance, apg, noise, onStep: (step) => bar.update(j * steps + step) }).map(clampUnit),
-      );
-    });
+    // Image i starts from the noise of (seed, i) alone, the same for every k (so the columns differ only in k).
+    recons = model.reconstruct(batch, ks, { steps, guidance, apg, seed, onStep: (step, _total, j) => bar.update(j * steps + step) }).map(clampToDisplayRange);
   } catch (err) {
     bar.abort();
     throw err;
   }
   bar.done(`(${ks.length} values of k × ${images.length} images)`);
 
-  const rows = images.map((img, i) => [gridCell(img, CELL_SCALE), ...recons.map((perK) => gridCell(perK[i]!, CELL_SCALE))]);
+  const rows = images.map((img, i) => [gridCell(img, CELL_SCALE), ...recons.map((perK) => gridCell(slice(perK, 0, i, i + 1), CELL_SCALE))]);
   await saveGrid(rows, out, { gap: 4 });
 
   print('');
   print(`|    k |      MSE | PSNR (dB) |`);
   print(`| ---: | -------: | --------: |`);
   ks.forEach((k, j) => {
-    let se = 0;
-    let values = 0;
-    let psnrSum = 0;
-    recons[j]!.forEach((rec, i) => {
-      const orig = images[i]!;
-      for (let v = 0; v < rec.size; v++) se += (rec.f[v]! - orig.f[v]!) ** 2;
-      values += rec.size;
-      psnrSum += psnrPerImage(rec, orig)[0]!;
-    });
-    print(`| ${String(k).padStart(4)} | ${(se / values).toFixed(5)} | ${(psnrSum / images.length).toFixed(2).padStart(9)} |`);
+    const psnrs = psnrPerImage(recons[j]!, batch);
+    const meanPsnr = psnrs.reduce((a, b) => a + b, 0) / psnrs.length;
+    print(`| ${String(k).padStart(4)} | ${mse(recons[j]!, batch).toFixed(5)} | ${meanPsnr.toFixed(2).padStart(9)} |`);
   });
   print(`(mean over the ${images.length} images: ${names.join(', ')}; MSE on the [-1, 1] scale, PSNR on [0, 1])`);
   print('');

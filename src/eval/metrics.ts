@@ -31,6 +31,14 @@ function checkSameSize(a: ImageLike, b: ImageLike, what: string): void {
   if (na === 0) throw new Error(`${what}: empty images`);
 }
 
+/** x clamped to the displayable [-1, 1] (NaN → 0): how reconstructions are scored and shown. */
+export function clampToDisplayRange(x: Tensor): Tensor {
+  const out = new Float32Array(x.size);
+  const s = x.f;
+  for (let i = 0; i < out.length; i++) out[i] = Number.isNaN(s[i]) ? 0 : Math.min(1, Math.max(-1, s[i]));
+  return new Tensor(out, x.shape);
+}
+
 /** Mean squared difference of all values (as given, no rescaling). */
 export function mse(a: ImageLike, b: ImageLike): number {
   checkSameSize(a, b, 'mse');

@@ -5,7 +5,7 @@
 
 import { Tensor } from '../tensor/tensor.js';
 import { powerOfTwoKs, type FlexTok, type ReconstructOptions } from '../flextok/model.js';
-import { psnrPerImage, ssimPerImage } from './metrics.js';
+import { clampToDisplayRange, psnrPerImage, ssimPerImage } from './metrics.js';
 
 /** Anything that predicts a class per image [B, C, H, W] (FmnistClassifier). */
 export interface ImageClassifier {
@@ -47,13 +47,6 @@ function rowsOf(x: Tensor, start: number, end: number): Tensor {
   return new Tensor(x.f.slice(start * per, end * per), [end - start, ...x.shape.slice(1)]);
 }
 
-function clampUnit(x: Tensor): Tensor {
-  const out = new Float32Array(x.size);
-  const s = x.f;
-  for (let i = 0; i < out.length; i++) out[i] = Number.isNaN(s[i]) ? 0 : Math.min(1, Math.max(-1, s[i]));
-  return new Tensor(out, x.shape);
-}
-
 /** Score reconstructions of images [N, C, H, W] (labels [N]) at every k. */
 export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: Int32Array, opts: ReconstructionEvalOptions = {}): ReconstructionReport {
   const n = images.shape[0];
@@ -72,7 +65,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
       for (let i = 0; i < pred.length; i++) if (pred[i] === labels[start + i]) originalCorrect++;
     }
     recon.forEach((r, j) => {
-      const rc = clampUnit(r);
+      const rc = clampToDisplayRange(r);
       const s = sums[j];
       for (let i = 0; i < rc.size; i++) {
         const d = rc.f[i] - batch.f[i];

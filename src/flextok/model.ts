@@ -73,8 +73,8 @@ export interface ReconstructOptions {
   seed?: number;
   /** Index of the batch's first image in a larger set (default 0); see reconstruct. */
   firstIndex?: number;
-  /** Called after each Euler step of each k. */
-  onStep?: (step: number, total: number) => void;
+  /** Called after each Euler step of each k (kIndex: position of k in ks). */
+  onStep?: (step: number, total: number, kIndex: number) => void;
 }
 
 /** The initial noise of image `index` in reconstructions with `seed`: drawn from (seed, index) alone, so it
@@ -479,7 +479,11 @@ export class FlexTok {
     const ids = this.tokenize(images, { samplePosterior: false });
     const f = this.vaeDownsampling;
     const noise = Array.from({ length: b }, (_, i) => reconstructionNoise([1, this.config.vae.latentChannels, h / f, w / f], opts.seed ?? 0, (opts.firstIndex ?? 0) + i));
-    return ks.map((k) => this.detokenize(ids, { k, steps: opts.steps ?? 25, guidance: opts.guidance ?? 1, apg: opts.apg ?? false, noise, onStep: opts.onStep }));
+    const onStep = opts.onStep;
+    return ks.map((k, j) => this.detokenize(ids, {
+      k, steps: opts.steps ?? 25, guidance: opts.guidance ?? 1, apg: opts.apg ?? false, noise,
+      onStep: onStep && ((step, total) => onStep(step, total, j)),
+    }));
   }
 }
 
