@@ -20,6 +20,7 @@ const spec: CommandSpec = {
     { name: 'model', kind: 'string', value: 'PATH', help: 'model.safetensors written by train-tokenizer, or its run folder' },
     { name: 'data', kind: 'string', value: 'SOURCE', help: "'fashion-mnist' (test split) or an image folder", defaultText: 'fashion-mnist' },
     { name: 'n', kind: 'string', value: 'N', help: 'number of images (the first N)', defaultText: '256' },
+    { name: 'skip', kind: 'string', value: 'N', help: 'start after the first N images (e.g. --skip 1000 to tune decoding settings on images outside the first 1,000)', defaultText: '0' },
     { name: 'k', kind: 'string', value: 'LIST', help: 'token counts, comma-separated', defaultText: '1,2,4,…,R' },
     { name: 'steps', kind: 'string', value: 'T', help: 'Euler steps', defaultText: '25' },
     { name: 'guidance', kind: 'string', value: 'S', help: 'guidance scale (1 = none)', defaultText: '1' },
@@ -46,7 +47,9 @@ async function main(argv: string[]): Promise<number> {
   const n = args.num('n', 256, { integer: true, min: 1 });
   const channels = model.imageChannels;
   const ds = await openDataset({ source, resolution, resize_mode: 'pad', channels: channels === 3 ? 3 : 1, limit: null, flip: false }, 'test');
-  const { images, labels } = sampleBatchWithLabels(ds, n);
+  const skip = args.num('skip', 0, { integer: true, min: 0 });
+  if (skip + n > ds.size) throw new UsageError(`--skip ${skip} --n ${n}: ${ds.name} has only ${ds.size} images`, spec.name);
+  const { images, labels } = sampleBatchWithLabels(ds, n, skip);
 
   let classifier: ImageClassifier | null = null;
   const clsArg = args.str('classifier');
@@ -70,9 +73,10 @@ async function main(argv: string[]): Promise<number> {
     onProgress: (done, total) => process.stderr.write(`\reval-tokenizer: ${done}/${total} images (${((Date.now() - started) / 1000).toFixed(0)} s)`),
   });
   process.stderr.write('\n');
-  process.stdout.write(`${file} on ${ds.name}\n\n${reconstructionTable(report)}\n`);
+  const which = skip ? `images ${skip}–${skip + n - 1} of ${ds.name}` : ds.name;
+  process.stdout.write(`${file} on ${which}\n\n${reconstructionTable(report)}\n`);
   const jsonFile = args.str('json');
-  if (jsonFile) fs.writeFileSync(jsonFile, `${JSON.stringify({ model: file, data: ds.name, ...report }, null, 2)}\n`);
+  if (jsonFile) fs.writeFileSync(jsonFile, `${JSON.stringify({ model: file, data: ds.name, skip, ...report }, null, 2)}\n`);
   return 0;
 }
 

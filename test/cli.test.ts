@@ -189,6 +189,21 @@ describe('flextok CLI', () => {
     assertCleanError(missing, /nope\.safetensors: no such file/);
   });
 
+  it('scripts/eval-tokenizer.ts scores the shipped model on a slice of the Fashion-MNIST test split', async () => {
+    const json = path.join(dir, 'eval.json');
+    const r = await new Promise<Run>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', 'scripts/eval-tokenizer.ts', '--model', 'models/fmnist-default', '--n', '3', '--skip', '1000', '--k', '1,32', '--steps', '2', '--json', json],
+        { cwd: ROOT }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /images 1000–1002 of fashion-mnist/);
+    for (const k of [1, 32]) assert.match(r.stdout, new RegExp(`\\| ${k} \\| \\d+\\.\\d{5} \\|`), `row k=${k}`);
+    const report = JSON.parse(fs.readFileSync(json, 'utf8'));
+    assert.equal(report.skip, 1000);
+    assert.equal(report.images, 3);
+    assert.deepEqual(report.rows.map((row: { k: number }) => row.k), [1, 32]);
+  });
+
   it('demo runs on the shipped default model with no model flag (the README main job)', async () => {
     const out = path.join(dir, 'demo-default.png');
     const r = await flextok(['demo', '--out', out, '--steps', '2']);

@@ -91,6 +91,28 @@ test('training draws keep counts and null conditions, and the decoder ignores ma
   });
 });
 
+test('nested_dropout_switch changes the keep-k mode at its step and leaves the random stream alone', () => {
+  const cfg = tinyConfig((c) => (c.flow.nested_dropout_switch = { step: 3, mode: 'uniform' }));
+  assert.deepEqual(cfg.flow.nested_dropout_switch, { step: 3, mode: 'uniform' });
+  const ds = syntheticShapes(32, 16);
+  const trainer = new TokenizerTrainer(cfg, { dataset: ds, vae: null, teacher: null });
+  assert.equal(trainer.keepKMode(), 'pow2');
+  trainer.step = 3;
+  assert.equal(trainer.keepKMode(), 'uniform');
+  const keepK = trainer.microStep(sampleBatch(ds, 64)).keepK;
+  assert.ok(keepK.some((k) => ![1, 2, 4, 8].includes(k)), `uniform keep counts after the switch, got ${keepK}`);
+  // One draw per image in every mode: the stream after the keep-k draws does not depend on the mode.
+  const after = (mode: 'uniform' | 'pow2' | 'uniform_pow2') => {
+    const rng = new Rng(5);
+    for (let i = 0; i < 10; i++) sampleKeepK(mode, 8, (lo, hi) => rng.randint(lo, hi));
+    return rng.uniform();
+  };
+  assert.equal(after('pow2'), after('uniform'));
+  assert.equal(after('pow2'), after('uniform_pow2'));
+  assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout_switch = { step: -1, mode: 'uniform' })), /flow.nested_dropout_switch.step/);
+  assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout_switch = { step: 1, mode: 'linear' })), /flow.nested_dropout_switch.mode/);
+});
+
 test('the flow-matching loss decreases over a few dozen steps on a small subset', () => {
   const cfg = tinyConfig((c) => {
     c.optim.total_steps = 40;
@@ -182,7 +204,7 @@ test('the export config and state_dict match the official layout of the golden c
     ...enc, mask_mode: 'full' as const, dim_in: 4, frequency_embedding_size: 64, max_timestep: 1,
     null_cond: 'learned' as const, replace_with_single_token: false, adaLN_expansion: 2 as const, head_adaLN: true,
   };
-  const flow = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'uniform' as const, cfg_dropout: 0 };
+  const flow = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'uniform' as const, nested_dropout_switch: null, cfg_dropout: 0 };
   const config = officialConfig(enc, dec, [8, 5, 5, 5], flow, 0, { kind: 'identity', channels: 4 });
   assert.deepEqual(Object.keys(config), ['_target_', 'vae', 'encoder', 'decoder', 'regularizer', 'flow_matching_noise_module', 'pipeline']);
   for (const key of Object.keys(config)) {

@@ -34,7 +34,7 @@ export const trainTokenizerSpec: CommandSpec = {
     ['Config sections: seed; data {source, resolution, resize_mode pad|resize, channels, limit, flip}; vae ("none" = pixel space, or a',
       'train-vae run folder); model {patch_size, n_registers, fsq_levels, encoder/decoder {dim, depth, head_dim, mlp_ratio}, null_cond,',
       'frequency_embedding_size, max_timestep, qk_norm, encoder_head_init zero|xavier}; flow {timestep_sampler {ln, stratified, mode_scale, shift}, nested_dropout',
-      'uniform|pow2|uniform_pow2, cfg_dropout}; repa null or {layer, weight, projector_hidden, teacher, teacher_weights, resample};',
+      'uniform|pow2|uniform_pow2, nested_dropout_switch null or {step, mode}, cfg_dropout}; repa null or {layer, weight, projector_hidden, teacher, teacher_weights, resample};',
       'optim {batch_size, grad_accum, lr, min_lr, warmup_steps, weight_decay, betas, eps, grad_clip, ema_decay, total_steps};',
       'run {log_every, sample_every, checkpoint_every, sample_images, sample_steps, sample_guidance, export_dtype F32|F16}.'].join('\n'),
     'The run folder gets model.safetensors in the official FlexTok layout (EMA weights, Hydra config in the metadata).',

@@ -100,6 +100,10 @@ export interface FlowConfig {
   timestep_sampler: { ln: boolean; stratified: boolean; mode_scale: number; shift: number };
   /** keep-k sampling of nested dropout ('uniform', 'pow2', 'uniform_pow2'; spec §10.2) */
   nested_dropout: KeepKSampling;
+  /** optional second phase (not official): once `step` optimizer steps are done, keep-k is drawn with `mode`
+   * instead, e.g. 'uniform_pow2' late in training to weight the long prefixes more once the short ones are
+   * learned. Both modes take one random draw per image, so the random stream is the same either way */
+  nested_dropout_switch: { step: number; mode: KeepKSampling } | null;
   /** probability that an image's whole register sequence is replaced by the null condition (CFG) */
   cfg_dropout: number;
 }
@@ -174,7 +178,7 @@ const MODEL_DEFAULTS: TokenizerModelConfig = {
   null_cond: 'learned', frequency_embedding_size: 256, max_timestep: 1.0, qk_norm: true, encoder_head_init: 'zero',
 };
 
-const FLOW_DEFAULTS: FlowConfig = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'pow2', cfg_dropout: 0.1 };
+const FLOW_DEFAULTS: FlowConfig = { timestep_sampler: { ln: true, stratified: false, mode_scale: 0, shift: 1 }, nested_dropout: 'pow2', nested_dropout_switch: null, cfg_dropout: 0.1 };
 
 const REPA_DEFAULTS: RepaConfig = {
   layer: 1, weight: 0.5, projector_hidden: 256, teacher: 'fmnist-classifier',
@@ -256,6 +260,11 @@ class Section {
       throw new ConfigError(`${this.where(key)}: expected a non-empty list of integers ≥ ${min}, got ${JSON.stringify(v)}`);
     }
     return [...(v as number[])];
+  }
+
+  /** the dotted path of a key of this section (for sections parsed by their own function) */
+  child(key: string): string {
+    return this.where(key);
   }
 
   section(key: string): Section {
@@ -357,6 +366,16 @@ function parseModel(s: Section): TokenizerModelConfig {
   return m;
 }
 
+const KEEP_K_MODES = ['uniform', 'pow2', 'uniform_pow2'] as const;
+
+function parseKeepKSwitch(value: Json, path: string): FlowConfig['nested_dropout_switch'] {
+  if (value === null || value === undefined) return null;
+  const s = Section.of(value, path);
+  const sw = { step: s.num('step', 0, { int: true, min: 0 }), mode: s.oneOf('mode', 'uniform_pow2', KEEP_K_MODES) };
+  s.done();
+  return sw;
+}
+
 function parseFlow(s: Section): FlowConfig {
   const ts = s.section('timestep_sampler');
   const sampler = {
@@ -368,7 +387,8 @@ function parseFlow(s: Section): FlowConfig {
   ts.done();
   const f: FlowConfig = {
     timestep_sampler: sampler,
-    nested_dropout: s.oneOf('nested_dropout', FLOW_DEFAULTS.nested_dropout, ['uniform', 'pow2', 'uniform_pow2'] as const),
+    nested_dropout: s.oneOf('nested_dropout', FLOW_DEFAULTS.nested_dropout, KEEP_K_MODES),
+    nested_dropout_switch: parseKeepKSwitch(s.raw('nested_dropout_switch'), s.child('nested_dropout_switch')),
     cfg_dropout: s.num('cfg_dropout', FLOW_DEFAULTS.cfg_dropout, { min: 0, max: 1 }),
   };
   s.done();

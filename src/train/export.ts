@@ -187,7 +187,7 @@ export function officialConfig(enc: EncoderConfig, dec: DecoderConfig, fsqLevels
         dim: dec.dim,
         eval_keep_k_read_key: 'eval_keep_k',
         train_keep_k_write_key: 'train_keep_k',
-        size_sampling_mode: flow.nested_dropout,
+        size_sampling_mode: flow.nested_dropout_switch?.mode ?? flow.nested_dropout, // the mode training ended with
       },
       dec_latent_dropout: nullCond,
       dec_noise_channels_to_last: perSampleOp('vae_latents_noised', 'vae_latents_noised_bhwc', 'channels_first_to_last'),

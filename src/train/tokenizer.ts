@@ -7,7 +7,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { sampleKeepK, type FlowDecoder } from '../flextok/decoder.js';
+import { sampleKeepK, type FlowDecoder, type KeepKSampling } from '../flextok/decoder.js';
 import type { RegisterEncoder } from '../flextok/encoder.js';
 import { noiseLatents, sampleTimesteps } from '../flextok/flow.js';
 import { FSQ } from '../flextok/fsq.js';
@@ -137,6 +137,12 @@ export class TokenizerTrainer {
     return this.params.reduce((s, p) => s + p.size, 0);
   }
 
+  /** The nested-dropout keep-k sampling of the next step (config flow.nested_dropout, or its switch). */
+  keepKMode(): KeepKSampling {
+    const sw = this.cfg.flow.nested_dropout_switch;
+    return sw && this.step >= sw.step ? sw.mode : this.cfg.flow.nested_dropout;
+  }
+
   /** The training loss of one micro-batch with every random draw taken from `rng` (recorded for
    * autograd unless called under noGrad). */
   forwardLoss(images: Tensor, rng: Rng): { total: Tensor; rf: Tensor; repa: Tensor | null; keepK: number[]; uncond: boolean[]; sigmas: number[] } {
@@ -152,7 +158,8 @@ export class TokenizerTrainer {
     const codes = Array.from({ length: b }, (_, i) => slice(codesAll, 0, i, i + 1));
 
     // Training-time randomness, in a fixed order: keep-k, null condition, σ, ε.
-    const keepK = codes.map(() => sampleKeepK(cfg.flow.nested_dropout, r, (lo, hi) => rng.randint(lo, hi)));
+    const keepKMode = this.keepKMode();
+    const keepK = codes.map(() => sampleKeepK(keepKMode, r, (lo, hi) => rng.randint(lo, hi)));
     const uncond = codes.map(() => cfg.flow.cfg_dropout > 0 && rng.bernoulli(cfg.flow.cfg_dropout));
     const sigmas = shiftTimesteps(sampleTimesteps(cfg.flow.timestep_sampler, b, rng), cfg.flow.timestep_sampler.shift);
     const noised = x0List.map((x, i) => noiseLatents(x, { sigma: sigmas[i], noise: Tensor.randn(x.shape, rng) }));
