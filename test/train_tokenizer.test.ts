@@ -111,6 +111,7 @@ test('nested_dropout_switch changes the keep-k mode at its step and leaves the r
   assert.equal(after('pow2'), after('uniform_pow2'));
   assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout_switch = { step: -1, mode: 'uniform' })), /flow.nested_dropout_switch.step/);
   assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout_switch = { step: 1, mode: 'linear' })), /flow.nested_dropout_switch.mode/);
+  assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout_switch = { mode: 'uniform' })), /flow.nested_dropout_switch.step: required/);
 });
 
 test('the flow-matching loss decreases over a few dozen steps on a small subset', () => {

@@ -371,6 +371,7 @@ const KEEP_K_MODES = ['uniform', 'pow2', 'uniform_pow2'] as const;
 function parseKeepKSwitch(value: Json, path: string): FlowConfig['nested_dropout_switch'] {
   if (value === null || value === undefined) return null;
   const s = Section.of(value, path);
+  if (s.raw('step') === undefined) throw new ConfigError(`${path}.step: required (the optimizer step from which \`mode\` is used)`);
   const sw = { step: s.num('step', 0, { int: true, min: 0 }), mode: s.oneOf('mode', 'uniform_pow2', KEEP_K_MODES) };
   s.done();
   return sw;
