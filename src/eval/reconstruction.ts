@@ -3,9 +3,10 @@
 // reconstructions clamped to the displayable [-1, 1]) and, with a classifier, by class agreement
 // (the classifier's prediction on the reconstruction equals the image's true label).
 
-import { Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { slice } from '../tensor/ops.js';
 import { powerOfTwoKs, type FlexTok, type ReconstructOptions } from '../flextok/model.js';
-import { clampToDisplayRange, psnrPerImage, ssimPerImage } from './metrics.js';
+import { clampToDisplayRange, mse, psnrPerImage, ssimPerImage } from './metrics.js';
 
 /** Anything that predicts a class per image [B, C, H, W] (FmnistClassifier). */
 export interface ImageClassifier {
@@ -42,11 +43,6 @@ export interface ReconstructionReport {
   rows: ReconstructionRow[];
 }
 
-function rowsOf(x: Tensor, start: number, end: number): Tensor {
-  const per = x.size / x.shape[0];
-  return new Tensor(x.f.slice(start * per, end * per), [end - start, ...x.shape.slice(1)]);
-}
-
 /** Score reconstructions of images [N, C, H, W] (labels [N]) at every k. */
 export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: Int32Array, opts: ReconstructionEvalOptions = {}): ReconstructionReport {
   const n = images.shape[0];
@@ -57,7 +53,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
   let originalCorrect = 0;
   for (let start = 0; start < n; start += bs) {
     const end = Math.min(n, start + bs);
-    const batch = rowsOf(images, start, end);
+    const batch = slice(images, 0, start, end);
     // Noise per image index, so results do not depend on the batch size.
     const recon = model.reconstruct(batch, ks, { steps: opts.steps, guidance: opts.guidance, apg: opts.apg, seed: opts.seed, firstIndex: start });
     if (opts.classifier) {
@@ -67,10 +63,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
     recon.forEach((r, j) => {
       const rc = clampToDisplayRange(r);
       const s = sums[j];
-      for (let i = 0; i < rc.size; i++) {
-        const d = rc.f[i] - batch.f[i];
-        s.se += d * d;
-      }
+      s.se += mse(rc, batch) * rc.size;
       s.values += rc.size;
       s.psnr += psnrPerImage(rc, batch).reduce((a, b) => a + b, 0);
       s.ssim += ssimPerImage(rc, batch).reduce((a, b) => a + b, 0);
