@@ -7,9 +7,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { commandHelp, parseCommand, UsageError, type CommandSpec } from '../src/cli/args.js';
-import { reconstructionTable, evaluateReconstruction, type ImageClassifier } from '../src/eval/reconstruction.js';
+import { reconstructionTable, evaluateReconstruction, type NamedClassifier } from '../src/eval/reconstruction.js';
 import { FlexTok } from '../src/flextok/model.js';
 import { openDataset, sampleBatchWithLabels } from '../src/train/data.js';
+
+/** The shipped classifiers: the one the acceptance bar names (also the REPA teacher), then the one trained with
+ * shift and noise augmentation (less moved by pixel error that keeps the class). */
+const DEFAULT_CLASSIFIERS = ['models/fmnist-classifier/classifier.safetensors', 'models/fmnist-classifier-robust/classifier.safetensors'];
 
 const spec: CommandSpec = {
   name: 'eval-tokenizer',
@@ -27,7 +31,7 @@ const spec: CommandSpec = {
     { name: 'apg', kind: 'boolean', help: 'adaptive projected guidance instead of plain CFG' },
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the decoding noise', defaultText: '0' },
     { name: 'batch', kind: 'string', value: 'N', help: 'images per batch', defaultText: '64' },
-    { name: 'classifier', kind: 'string', value: 'FILE', help: "FmnistClassifier weights for class agreement ('none' to skip)", defaultText: 'models/fmnist-classifier/classifier.safetensors if present' },
+    { name: 'classifier', kind: 'string', value: 'FILES', help: "FmnistClassifier weights for class agreement, comma-separated, one column each ('none' to skip)", defaultText: `those of ${DEFAULT_CLASSIFIERS.join(', ')} that exist` },
     { name: 'json', kind: 'string', value: 'FILE', help: 'also write the report as JSON' },
   ],
   notes: ['Images are padded/resized to the model resolution as in training (Fashion-MNIST 28 → 32 by padding).'],
@@ -51,14 +55,17 @@ async function main(argv: string[]): Promise<number> {
   if (skip + n > ds.size) throw new UsageError(`--skip ${skip} --n ${n}: ${ds.name} has only ${ds.size} images`, spec.name);
   const { images, labels } = sampleBatchWithLabels(ds, n, skip);
 
-  let classifier: ImageClassifier | null = null;
+  const classifiers: NamedClassifier[] = [];
   const clsArg = args.str('classifier');
-  const clsFile = clsArg ?? 'models/fmnist-classifier/classifier.safetensors';
-  if (clsArg !== 'none' && fs.existsSync(clsFile) && images.shape[1] === 1) {
+  if (clsArg !== 'none' && images.shape[1] === 1) {
+    const files = clsArg === undefined ? DEFAULT_CLASSIFIERS.filter((f) => fs.existsSync(f)) : clsArg.split(',').filter((f) => f.length > 0);
     const { FmnistClassifier } = await import('../src/eval/classifier.js');
-    classifier = FmnistClassifier.load(clsFile);
+    for (const f of files) {
+      if (!fs.existsSync(f)) throw new UsageError(`--classifier: ${f} not found`, spec.name);
+      classifiers.push({ name: path.basename(path.dirname(path.resolve(f))), model: FmnistClassifier.load(f) });
+    }
   } else if (clsArg !== undefined && clsArg !== 'none') {
-    throw new UsageError(`--classifier ${clsArg}: not found (or the images are not 1-channel)`, spec.name);
+    throw new UsageError(`--classifier ${clsArg}: the classifiers take 1-channel images; this model makes ${channels}-channel ones`, spec.name);
   }
 
   const started = Date.now();
@@ -69,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
     apg: args.flag('apg'),
     seed: args.num('seed', 0, { integer: true, min: 0 }),
     batchSize: args.num('batch', 64, { integer: true, min: 1 }),
-    classifier,
+    classifiers,
     onProgress: (done, total) => process.stderr.write(`\reval-tokenizer: ${done}/${total} images (${((Date.now() - started) / 1000).toFixed(0)} s)`),
   });
   process.stderr.write('\n');

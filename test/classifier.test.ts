@@ -9,10 +9,11 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { AdamW, Rng, Tensor, crossEntropy, pad } from '../src/tensor/index.js';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/io/datasets.js';
-import { FmnistClassifier, evaluateAccuracy } from '../src/eval/classifier.js';
+import { FmnistClassifier, augmentImages, evaluateAccuracy, robustnessReport } from '../src/eval/classifier.js';
 
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
 const shippedWeights = path.join(root, 'models', 'fmnist-classifier', 'classifier.safetensors');
+const robustWeights = path.join(root, 'models', 'fmnist-classifier-robust', 'classifier.safetensors');
 const haveFmnist = fs.existsSync(path.join(FASHION_MNIST_DIR, 't10k-images-idx3-ubyte.gz'));
 
 test('shapes: logits [B, 10], features block1/block2, predictions in range', () => {
@@ -70,12 +71,72 @@ test('a few AdamW steps on a fixed tiny batch lower the loss', () => {
   assert.ok(last < first * 0.85, `loss ${first} → ${last}`);
 });
 
-test('shipped weights: ≥ 90% on the first 1000 Fashion-MNIST test images', { skip: !haveFmnist && 'dataset not installed' }, () => {
-  assert.ok(fs.existsSync(shippedWeights), `missing ${shippedWeights} (run scripts/train-classifier.ts)`);
-  assert.ok(fs.statSync(shippedWeights).size < 1024 * 1024);
-  const m = FmnistClassifier.load(shippedWeights);
-  const acc = evaluateAccuracy(m, loadFashionMnist('test', { limit: 1000 }));
-  assert.ok(acc >= 0.9, `accuracy ${acc}`);
+test('augmentImages: identity when off, a translate with background −1 when shifting, clamped noise, seeded', () => {
+  const x = Tensor.rand([3, 1, 6, 5], new Rng(7), 'float32', -1, 1);
+  const off = augmentImages(x, new Rng(1), { pShift: 0, maxShift: 2, pNoise: 0, maxNoise: 0.3 });
+  assert.deepEqual(off.f, x.f);
+  assert.deepEqual(off.shape, x.shape);
+  // Every image is the input moved by some (dy, dx) with |dy|, |dx| ≤ 2, uncovered pixels −1.
+  const shifted = augmentImages(x, new Rng(2), { pShift: 1, maxShift: 2, pNoise: 0, maxNoise: 0 });
+  for (let i = 0; i < 3; i++) {
+    let found: string | null = null;
+    for (let dy = -2; dy <= 2 && !found; dy++) {
+      for (let dx = -2; dx <= 2 && !found; dx++) {
+        let same = true;
+        for (let y = 0; y < 6 && same; y++) {
+          for (let xx = 0; xx < 5 && same; xx++) {
+            const sy = y - dy;
+            const sx = xx - dx;
+            const want = sy >= 0 && sy < 6 && sx >= 0 && sx < 5 ? x.f[i * 30 + sy * 5 + sx] : -1;
+            same = shifted.f[i * 30 + y * 5 + xx] === want;
+          }
+        }
+        if (same) found = `${dy},${dx}`;
+      }
+    }
+    assert.ok(found, `image ${i} is not a ±2-pixel translate of its input`);
+  }
+  const noisy = augmentImages(x, new Rng(3), { pShift: 0, maxShift: 0, pNoise: 1, maxNoise: 0.5 });
+  assert.ok(noisy.f.every((v) => v >= -1 && v <= 1));
+  assert.ok(noisy.f.some((v, i) => v !== x.f[i]));
+  assert.deepEqual(augmentImages(x, new Rng(3), { pShift: 1, maxShift: 2, pNoise: 1, maxNoise: 0.5 }).f, augmentImages(x, new Rng(3), { pShift: 1, maxShift: 2, pNoise: 1, maxNoise: 0.5 }).f);
+  assert.throws(() => augmentImages(Tensor.zeros([2, 28, 28]), new Rng(1)), /expected \[B, C, H, W\]/);
+});
+
+test('robustnessReport: clean row, noise rows with growing MSE, shift row; accuracies are fractions', () => {
+  const m = FmnistClassifier.random(new Rng(8), [8, 8, 8]);
+  const x = Tensor.rand([6, 1, 28, 28], new Rng(9), 'float32', -1, 1);
+  const labels = Int32Array.from(m.predict(x));
+  const rows = robustnessReport(m, x, labels, { sigmas: [0.1, 0.3] });
+  assert.deepEqual(rows.map((r) => r.perturbation), ['none', 'noise σ = 0.1', 'noise σ = 0.3', '1-pixel shift (mean of 4)']);
+  assert.equal(rows[0].mse, 0);
+  assert.equal(rows[0].accuracy, 1); // the labels are its own predictions
+  assert.ok(rows[1].mse > 0 && rows[2].mse > rows[1].mse);
+  assert.ok(rows.every((r) => r.accuracy >= 0 && r.accuracy <= 1));
+});
+
+test('shipped weights (both classifiers): ≥ 90% on the first 1000 Fashion-MNIST test images', { skip: !haveFmnist && 'dataset not installed' }, () => {
+  const test1000 = loadFashionMnist('test', { limit: 1000 });
+  for (const file of [shippedWeights, robustWeights]) {
+    assert.ok(fs.existsSync(file), `missing ${file} (run scripts/train-classifier.ts)`);
+    assert.ok(fs.statSync(file).size < 1024 * 1024);
+    const acc = evaluateAccuracy(FmnistClassifier.load(file), test1000);
+    assert.ok(acc >= 0.9, `${file}: accuracy ${acc}`);
+  }
+});
+
+test('the augmentation-trained classifier is less moved by noise than the plain one', { skip: !haveFmnist && 'dataset not installed' }, () => {
+  const ds = loadFashionMnist('test', { limit: 300 });
+  const samples = Array.from({ length: ds.size }, (_, i) => ds.get(i));
+  const images = new Tensor(Float32Array.from(samples.flatMap((s) => [...s.image])), [ds.size, 1, 28, 28]);
+  const labels = Int32Array.from(samples.map((s) => s.label));
+  const drop = (file: string): number => {
+    const rows = robustnessReport(FmnistClassifier.load(file), images, labels, { sigmas: [0.25] });
+    return rows[0].accuracy - rows[1].accuracy;
+  };
+  const plain = drop(shippedWeights);
+  const robust = drop(robustWeights);
+  assert.ok(robust < plain, `accuracy drop under σ = 0.25 noise: robust ${robust}, plain ${plain}`);
 });
 
 test('shipped demo images: one 28×28 grey PNG per class, mostly classified correctly', async () => {

@@ -202,6 +202,10 @@ describe('flextok CLI', () => {
     assert.equal(report.skip, 1000);
     assert.equal(report.images, 3);
     assert.deepEqual(report.rows.map((row: { k: number }) => row.k), [1, 32]);
+    // Both shipped classifiers score by default, one agreement column each.
+    assert.deepEqual(report.classifiers, ['fmnist-classifier', 'fmnist-classifier-robust']);
+    for (const row of report.rows) assert.equal(row.classAgreement.length, 2);
+    assert.match(r.stdout, /class agreement \(fmnist-classifier\) \| class agreement \(fmnist-classifier-robust\)/);
   });
 
   it('demo runs on the shipped default model with no model flag (the README main job)', async () => {

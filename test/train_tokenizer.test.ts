@@ -260,18 +260,23 @@ test('reconstruction evaluation reports MSE, PSNR, SSIM and class agreement per 
   const images = sampleBatch(ds, 6);
   const labels = Int32Array.from({ length: 6 }, (_, i) => ds.get(i).label);
   const alwaysZero = { predict: (x: Tensor) => new Int32Array(x.shape[0]) };
-  const report = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 4, classifier: alwaysZero });
+  const alwaysLabel = { predict: (x: Tensor) => labels.slice(0, x.shape[0]) }; // right on the first batch only
+  const classifiers = [{ name: 'zero', model: alwaysZero }, { name: 'first-batch', model: alwaysLabel }];
+  const report = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 4, classifiers });
   assert.deepEqual(report.rows.map((r) => r.k), [1, 8]);
   const zeros = labels.filter((l) => l === 0).length / 6;
   for (const r of report.rows) {
     assert.ok(r.mse > 0 && Number.isFinite(r.psnr) && r.ssim <= 1);
-    assert.equal(r.classAgreement, zeros);
+    assert.deepEqual(r.classAgreement, [zeros, (4 + labels.slice(0, 2).filter((l, i) => l === labels[4 + i]).length) / 6]);
   }
-  assert.equal(report.originalAccuracy, zeros);
+  assert.deepEqual(report.classifiers, ['zero', 'first-batch']);
+  assert.deepEqual(report.originalAccuracy, report.rows[0].classAgreement);
   // Batching does not change the numbers (noise is seeded per image position).
-  const again = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 6, classifier: alwaysZero });
+  const again = evaluateReconstruction(trainer.model, images, labels, { ks: [1, 8], steps: 2, batchSize: 6, classifiers: [classifiers[0]] });
   assert.ok(Math.abs(again.rows[1].mse - report.rows[1].mse) < 1e-12);
-  assert.match(reconstructionTable(report), /\| k \| MSE \| PSNR \(dB\) \| SSIM \| class agreement \|/);
+  assert.match(reconstructionTable(again), /\| k \| MSE \| PSNR \(dB\) \| SSIM \| class agreement \|/);
+  assert.match(reconstructionTable(report), /\| SSIM \| class agreement \(zero\) \| class agreement \(first-batch\) \|/);
+  assert.doesNotMatch(reconstructionTable(evaluateReconstruction(trainer.model, images, labels, { ks: [1], steps: 1 })), /agreement/);
 });
 
 test('the timestep shift moves σ towards high noise and is the identity for shift 1', async () => {

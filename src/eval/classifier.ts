@@ -210,3 +210,85 @@ export function evaluateAccuracy(model: FmnistClassifier, ds: ImageDataset, opts
   }
   return correct / n;
 }
+
+/** Class-preserving perturbations for training a classifier that judges reconstructions: each image is,
+ * with probability `pShift`, translated by up to ±`maxShift` pixels per axis (uncovered pixels become the
+ * background, −1) and, with probability `pNoise`, given i.i.d. Gaussian noise of a standard deviation drawn
+ * from U(0, `maxNoise`), clamped to [−1, 1]. Images [B, C, H, W] in [−1, 1]; every draw comes from `rng`. */
+export interface AugmentOptions {
+  pShift: number;
+  maxShift: number;
+  pNoise: number;
+  maxNoise: number;
+}
+
+export const DEFAULT_AUGMENT: AugmentOptions = { pShift: 0.5, maxShift: 2, pNoise: 0.5, maxNoise: 0.3 };
+
+export function augmentImages(images: Tensor, rng: Rng, opts: AugmentOptions = DEFAULT_AUGMENT): Tensor {
+  if (images.ndim !== 4) throw new Error(`augmentImages: expected [B, C, H, W], got [${images.shape.join(', ')}]`);
+  const [b, c, h, w] = images.shape as [number, number, number, number];
+  const per = c * h * w;
+  const out = new Float32Array(images.size);
+  for (let i = 0; i < b; i++) {
+    const shift = rng.uniform() < opts.pShift;
+    const dy = shift ? rng.randint(-opts.maxShift, opts.maxShift + 1) : 0;
+    const dx = shift ? rng.randint(-opts.maxShift, opts.maxShift + 1) : 0;
+    const image = out.subarray(i * per, (i + 1) * per);
+    shiftInto(images.f.subarray(i * per, (i + 1) * per) as Float32Array, image, c, h, w, dy, dx);
+    if (rng.uniform() < opts.pNoise) addClampedNoise(image, rng.uniform() * opts.maxNoise, rng);
+  }
+  return new Tensor(out, images.shape);
+}
+
+/** Accuracy on images [N, 1, H, W] with labels, clean and under class-preserving perturbations (i.i.d.
+ * Gaussian noise of each σ, clamped; the four 1-pixel shifts): how much of a drop in "class agreement"
+ * pixel error alone causes. Noise is drawn from Rng(seed). */
+export function robustnessReport(model: FmnistClassifier, images: Tensor, labels: Int32Array, opts: { sigmas?: number[]; seed?: number } = {}): { perturbation: string; mse: number; accuracy: number }[] {
+  const [b, c, h, w] = images.shape as [number, number, number, number];
+  const per = c * h * w;
+  const src = images.f as Float32Array;
+  const score = (x: Float32Array): { mse: number; accuracy: number } => {
+    const p = model.predict(new Tensor(x, images.shape));
+    let ok = 0;
+    for (let i = 0; i < p.length; i++) if (p[i] === labels[i]) ok++;
+    let se = 0;
+    for (let i = 0; i < x.length; i++) se += (x[i] - src[i]) ** 2;
+    return { mse: se / x.length, accuracy: ok / b };
+  };
+  const rows = [{ perturbation: 'none', ...score(src) }];
+  for (const sigma of opts.sigmas ?? [0.1, 0.25]) {
+    const x = Float32Array.from(src);
+    addClampedNoise(x, sigma, new Rng(opts.seed ?? 0));
+    rows.push({ perturbation: `noise σ = ${sigma}`, ...score(x) });
+  }
+  const offsets: Array<[number, number]> = [[-1, 0], [1, 0], [0, -1], [0, 1]];
+  const shifted = offsets.map(([dy, dx]) => {
+    const x = new Float32Array(src.length);
+    for (let i = 0; i < b; i++) shiftInto(src.subarray(i * per, (i + 1) * per), x.subarray(i * per, (i + 1) * per), c, h, w, dy, dx);
+    return score(x);
+  });
+  rows.push({
+    perturbation: '1-pixel shift (mean of 4)',
+    mse: shifted.reduce((s, r) => s + r.mse, 0) / offsets.length,
+    accuracy: shifted.reduce((s, r) => s + r.accuracy, 0) / offsets.length,
+  });
+  return rows;
+}
+
+/** dst [C, H, W] = src translated by (dy, dx) pixels; uncovered pixels are background (−1). */
+function shiftInto(src: Float32Array, dst: Float32Array, c: number, h: number, w: number, dy: number, dx: number): void {
+  for (let ch = 0; ch < c; ch++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const sy = y - dy;
+        const sx = x - dx;
+        dst[ch * h * w + y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[ch * h * w + sy * w + sx] : -1;
+      }
+    }
+  }
+}
+
+/** x += N(0, σ²) elementwise, clamped to [−1, 1] (in place). */
+function addClampedNoise(x: Float32Array, sigma: number, rng: Rng): void {
+  for (let i = 0; i < x.length; i++) x[i] = Math.max(-1, Math.min(1, x[i] + sigma * rng.normal()));
+}

@@ -1,7 +1,7 @@
 // Reconstruction quality of a trained tokenizer as a function of the token count k: for each k,
 // images → tokens → first k tokens → decoded images, scored by MSE, PSNR, SSIM (src/eval/metrics.ts,
-// reconstructions clamped to the displayable [-1, 1]) and, with a classifier, by class agreement
-// (the classifier's prediction on the reconstruction equals the image's true label).
+// reconstructions clamped to the displayable [-1, 1]) and, with classifiers, by class agreement
+// (a classifier's prediction on the reconstruction equals the image's true label), one column per classifier.
 
 import type { Tensor } from '../tensor/tensor.js';
 import { slice } from '../tensor/ops.js';
@@ -13,12 +13,18 @@ export interface ImageClassifier {
   predict(images: Tensor): Int32Array;
 }
 
+export interface NamedClassifier {
+  name: string;
+  model: ImageClassifier;
+}
+
 export interface ReconstructionEvalOptions extends Omit<ReconstructOptions, 'firstIndex' | 'onStep'> {
   /** token counts (default 1, 2, 4, …, R) */
   ks?: number[];
   /** images per decoding batch (default 64) */
   batchSize?: number;
-  classifier?: ImageClassifier | null;
+  /** classifiers for class agreement, each under a short name (none: no agreement columns) */
+  classifiers?: NamedClassifier[];
   /** called after each batch with (images done, total) */
   onProgress?: (done: number, total: number) => void;
 }
@@ -28,8 +34,8 @@ export interface ReconstructionRow {
   mse: number;
   psnr: number;
   ssim: number;
-  /** fraction of reconstructions the classifier assigns the true label (null without a classifier) */
-  classAgreement: number | null;
+  /** per classifier (report.classifiers order): fraction of reconstructions assigned the true label */
+  classAgreement: number[];
 }
 
 export interface ReconstructionReport {
@@ -38,8 +44,10 @@ export interface ReconstructionReport {
   guidance: number;
   apg: boolean;
   seed: number;
-  /** classifier accuracy on the original images (reference for classAgreement) */
-  originalAccuracy: number | null;
+  /** names of the classifiers behind classAgreement and originalAccuracy */
+  classifiers: string[];
+  /** per classifier: accuracy on the original images (the reference for classAgreement) */
+  originalAccuracy: number[];
   rows: ReconstructionRow[];
 }
 
@@ -49,17 +57,21 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
   const ks = opts.ks ?? powerOfTwoKs(model.numTokens);
   for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > model.numTokens) throw new RangeError(`k = ${k} must be an integer in [1, ${model.numTokens}]`);
   const bs = opts.batchSize ?? 64;
-  const sums = ks.map(() => ({ se: 0, values: 0, psnr: 0, ssim: 0, agree: 0 }));
-  let originalCorrect = 0;
+  const classifiers = opts.classifiers ?? [];
+  const sums = ks.map(() => ({ se: 0, values: 0, psnr: 0, ssim: 0, agree: classifiers.map(() => 0) }));
+  const originalCorrect = classifiers.map(() => 0);
+  const correct = (c: ImageClassifier, x: Tensor, start: number): number => {
+    const pred = c.predict(x);
+    let ok = 0;
+    for (let i = 0; i < pred.length; i++) if (pred[i] === labels[start + i]) ok++;
+    return ok;
+  };
   for (let start = 0; start < n; start += bs) {
     const end = Math.min(n, start + bs);
     const batch = slice(images, 0, start, end);
     // Noise per image index, so results do not depend on the batch size.
     const recon = model.reconstruct(batch, ks, { steps: opts.steps, guidance: opts.guidance, apg: opts.apg, seed: opts.seed, firstIndex: start });
-    if (opts.classifier) {
-      const pred = opts.classifier.predict(batch);
-      for (let i = 0; i < pred.length; i++) if (pred[i] === labels[start + i]) originalCorrect++;
-    }
+    classifiers.forEach((c, j) => (originalCorrect[j] += correct(c.model, batch, start)));
     recon.forEach((r, j) => {
       const rc = clampToDisplayRange(r);
       const s = sums[j];
@@ -67,10 +79,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
       s.values += rc.size;
       s.psnr += psnrPerImage(rc, batch).reduce((a, b) => a + b, 0);
       s.ssim += ssimPerImage(rc, batch).reduce((a, b) => a + b, 0);
-      if (opts.classifier) {
-        const pred = opts.classifier.predict(rc);
-        for (let i = 0; i < pred.length; i++) if (pred[i] === labels[start + i]) s.agree++;
-      }
+      classifiers.forEach((c, i) => (s.agree[i] += correct(c.model, rc, start)));
     });
     opts.onProgress?.(end, n);
   }
@@ -80,28 +89,29 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
     guidance: opts.guidance ?? 1,
     apg: opts.apg ?? false,
     seed: opts.seed ?? 0,
-    originalAccuracy: opts.classifier ? originalCorrect / n : null,
+    classifiers: classifiers.map((c) => c.name),
+    originalAccuracy: originalCorrect.map((c) => c / n),
     rows: ks.map((k, j) => ({
       k,
       mse: sums[j].se / sums[j].values,
       psnr: sums[j].psnr / n,
       ssim: sums[j].ssim / n,
-      classAgreement: opts.classifier ? sums[j].agree / n : null,
+      classAgreement: sums[j].agree.map((a) => a / n),
     })),
   };
 }
 
 /** The report as a markdown table (one row per k). */
 export function reconstructionTable(r: ReconstructionReport): string {
-  const withClass = r.rows.some((row) => row.classAgreement !== null);
-  const head = ['k', 'MSE', 'PSNR (dB)', 'SSIM', ...(withClass ? ['class agreement'] : [])];
+  const agreementHeads = r.classifiers.length === 1 ? ['class agreement'] : r.classifiers.map((name) => `class agreement (${name})`);
+  const head = ['k', 'MSE', 'PSNR (dB)', 'SSIM', ...agreementHeads];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map((h) => (h === 'k' ? '---:' : '---:')).join(' | ')} |`];
   for (const row of r.rows) {
     const cells = [String(row.k), row.mse.toFixed(5), row.psnr.toFixed(2), row.ssim.toFixed(4)];
-    if (withClass) cells.push(row.classAgreement === null ? '—' : `${(100 * row.classAgreement).toFixed(1)}%`);
+    for (const a of row.classAgreement) cells.push(`${(100 * a).toFixed(1)}%`);
     lines.push(`| ${cells.join(' | ')} |`);
   }
   const notes = [`${r.images} images, ${r.steps} Euler steps, guidance ${r.guidance}${r.guidance !== 1 ? (r.apg ? ' (APG)' : ' (CFG)') : ''}, seed ${r.seed}`];
-  if (r.originalAccuracy !== null) notes.push(`classifier accuracy on the originals: ${(100 * r.originalAccuracy).toFixed(1)}%`);
+  r.classifiers.forEach((name, i) => notes.push(`${r.classifiers.length === 1 ? 'classifier' : name} accuracy on the originals: ${(100 * r.originalAccuracy[i]).toFixed(1)}%`));
   return `${lines.join('\n')}\n\n${notes.join('; ')}.`;
 }
