@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sampleKeepK } from '../src/flextok/decoder.js';
-import { readSafetensors } from '../src/io/safetensors.js';
+import { readSafetensors, toFloat32 } from '../src/io/safetensors.js';
 import { parsePyLiteral } from '../src/io/pyliteral.js';
 import { Rng } from '../src/tensor/rng.js';
 import { noGrad, Tensor } from '../src/tensor/tensor.js';
@@ -171,11 +171,74 @@ test('a training run with REPA logs the REPA term', async () => {
   }
 });
 
+test('init: a new decoder trained for a frozen, loaded encoder keeps its tokens exactly', async () => {
+  const dirA = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-initA-'));
+  const dirB = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-initB-'));
+  try {
+    const cfgA = tinyConfig((c) => {
+      c.optim.total_steps = 4;
+      c.run.checkpoint_every = 0;
+    });
+    await runTokenizerTraining({ config: cfgA, outDir: dirA, resume: false, log: () => {} });
+    const cfgB = tinyConfig((c) => {
+      c.init = { from: dirA, modules: ['encoder'], freeze_encoder: true };
+      c.model.decoder = { dim: 48, depth: 1, head_dim: 16, mlp_ratio: 2.0 };
+      c.optim.total_steps = 4;
+      c.run.checkpoint_every = 2;
+    });
+    const logs: string[] = [];
+    const trainer = await runTokenizerTraining({ config: cfgB, outDir: dirB, resume: false, log: (l) => logs.push(l) });
+    assert.ok(logs.some((l) => l.includes('init: encoder from') && l.includes('(encoder frozen)')), logs.join('\n'));
+    assert.ok(trainer.paramNames.length > 0 && trainer.paramNames.every((n) => !n.startsWith('encoder.')));
+    const a = readSafetensors(path.join(dirA, 'model.safetensors')).tensors;
+    const b = readSafetensors(path.join(dirB, 'model.safetensors')).tensors;
+    let encoderTensors = 0;
+    for (const [name, t] of a) {
+      if (!name.startsWith('encoder.')) continue;
+      encoderTensors++;
+      assert.deepEqual(toFloat32(b.get(name)!), toFloat32(t), name);
+    }
+    assert.ok(encoderTensors > 5);
+    const wq = 'decoder.module_dict.dec_transformer.blocks.0.attn.wq.weight';
+    assert.deepEqual([a.get(wq)!.shape, b.get(wq)!.shape], [[32, 32], [48, 48]]);
+    const images = sampleBatch(syntheticShapes(64, 16), 6);
+    assert.deepEqual(FlexTok.load(path.join(dirB, 'model.safetensors')).tokenize(images), FlexTok.load(path.join(dirA, 'model.safetensors')).tokenize(images));
+    // The checkpoint (decoder-only optimizer state) loads into a trainer built from the same config: resume works.
+    const { loadCheckpoint } = await import('../src/train/run.js');
+    const again = new TokenizerTrainer(cfgB, { dataset: syntheticShapes(64, 16), vae: null, teacher: null });
+    const r = loadCheckpoint(path.join(dirB, 'checkpoint.safetensors'), { named: again.named, optimizer: again.optimizer, optimNames: again.paramNames, ema: again.ema, emaNames: again.paramNames, rngs: { train: again.rng }, loader: again.loader });
+    assert.equal(r.step, 4);
+    // Mismatches are errors that name the problem.
+    const source = FlexTok.load(path.join(dirA, 'model.safetensors'));
+    const wider = new TokenizerTrainer(tinyConfig((c) => {
+      c.init = { from: dirA, modules: ['encoder', 'decoder'] };
+      c.model.decoder.dim = 48;
+    }), { dataset: syntheticShapes(64, 16), vae: null, teacher: null });
+    assert.throws(() => wider.initFrom(source, 'A'), /init.from A: decoder.module_dict.* is \[.*\] there and \[.*\] here; model.decoder must match/);
+    const otherFsq = new TokenizerTrainer(tinyConfig((c) => {
+      c.init = { from: dirA };
+      c.model.fsq_levels = [8, 8, 5, 5];
+    }), { dataset: syntheticShapes(64, 16), vae: null, teacher: null });
+    assert.throws(() => otherFsq.initFrom(source, 'A'), /FSQ levels \[8, 5, 5, 5\] differ from this config's \[8, 8, 5, 5\]/);
+    await assert.rejects(
+      runTokenizerTraining({ config: tinyConfig((c) => (c.init = { from: path.join(dirA, 'missing') })), outDir: path.join(dirB, 'x'), resume: false, log: () => {} }),
+      /init.from: .*missing does not exist/,
+    );
+  } finally {
+    fs.rmSync(dirA, { recursive: true, force: true });
+    fs.rmSync(dirB, { recursive: true, force: true });
+  }
+});
+
 test('configs are validated: unknown keys and impossible values are errors naming the key', () => {
   assert.throws(() => tinyConfig((c) => (c.optim.learning_rate = 1)), (e: Error) => e instanceof ConfigError && /optim: unknown key "learning_rate"/.test(e.message));
   assert.throws(() => tinyConfig((c) => (c.repa = { layer: 5 })), /repa.layer 5/);
   assert.throws(() => tinyConfig((c) => (c.flow.nested_dropout = 'linear')), /flow.nested_dropout/);
   assert.throws(() => tinyConfig((c) => (c.model.encoder.dim = 30)), /dim 30 is not a multiple of head_dim 16/);
+  assert.throws(() => tinyConfig((c) => (c.init = { modules: ['encoder'] })), /init.from: required/);
+  assert.throws(() => tinyConfig((c) => (c.init = { from: 'x', modules: ['vae'] })), /init.modules: expected a list of distinct "encoder" \/ "decoder"/);
+  assert.throws(() => tinyConfig((c) => (c.init = { from: 'x', modules: ['decoder'], freeze_encoder: true })), /init.freeze_encoder is true but modules \["decoder"\] does not load the encoder/);
+  assert.deepEqual(tinyConfig((c) => (c.init = { from: 'x' })).init, { from: 'x', modules: ['encoder'], freeze_encoder: false });
   for (const f of fs.readdirSync(path.join(root, 'configs')).filter((n) => n.endsWith('.json'))) {
     const json = readJsonFile(path.join(root, 'configs', f)) as { kind?: string };
     if ((json.kind ?? 'tokenizer') === 'tokenizer') parseTokenizerConfig(json, f);

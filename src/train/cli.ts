@@ -35,9 +35,11 @@ export const trainTokenizerSpec: CommandSpec = {
       'train-vae run folder); model {patch_size, n_registers, fsq_levels, encoder/decoder {dim, depth, head_dim, mlp_ratio}, null_cond,',
       'frequency_embedding_size, max_timestep, qk_norm, encoder_head_init zero|xavier}; flow {timestep_sampler {ln, stratified, mode_scale, shift}, nested_dropout',
       'uniform|pow2|uniform_pow2, nested_dropout_switch null or {step, mode}, cfg_dropout}; repa null or {layer, weight, projector_hidden, teacher, teacher_weights, resample};',
+      'init null or {from (a trained model.safetensors or run folder), modules ["encoder"] / ["decoder"] / both, freeze_encoder};',
       'optim {batch_size, grad_accum, lr, min_lr, warmup_steps, weight_decay, betas, eps, grad_clip, ema_decay, total_steps};',
       'run {log_every, sample_every, checkpoint_every, sample_images, sample_steps, sample_guidance, export_dtype F32|F16}.'].join('\n'),
     'The run folder gets model.safetensors in the official FlexTok layout (EMA weights, Hydra config in the metadata).',
+    'init with freeze_encoder trains a new decoder (any size) for the tokens of an existing model: its token ids stay exactly the same.',
     ...runNotes,
   ],
 };

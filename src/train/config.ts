@@ -123,6 +123,17 @@ export interface RepaConfig {
   resample: 'avgpool' | 'bilinear';
 }
 
+/** Start from a trained tokenizer instead of random weights (not official). */
+export interface InitConfig {
+  /** a trained tokenizer: model.safetensors in the official layout, or the run folder holding one */
+  from: string;
+  /** which of its modules to load; their shapes must match this config's */
+  modules: Array<'encoder' | 'decoder'>;
+  /** keep the loaded encoder fixed (no gradient, optimizer state or EMA): the tokens stay exactly those of
+   * `from`, so e.g. a larger decoder can be trained for them without invalidating anything built on the tokens */
+  freeze_encoder: boolean;
+}
+
 export interface TokenizerTrainConfig {
   kind: 'tokenizer';
   seed: number;
@@ -132,6 +143,8 @@ export interface TokenizerTrainConfig {
   model: TokenizerModelConfig;
   flow: FlowConfig;
   repa: RepaConfig | null;
+  /** optional: weights to start from (see InitConfig); null = random init */
+  init: InitConfig | null;
   optim: OptimConfig;
   run: RunConfig;
 }
@@ -411,6 +424,25 @@ function parseRepa(value: Json, path: string): RepaConfig | null {
   return r;
 }
 
+const INIT_MODULES = ['encoder', 'decoder'] as const;
+
+function parseInit(value: Json, path: string): InitConfig | null {
+  if (value === null || value === undefined) return null;
+  const s = Section.of(value, path);
+  if (s.raw('from') === undefined) throw new ConfigError(`${path}.from: required (a trained model.safetensors or its run folder)`);
+  const from = s.str('from', '');
+  const modules = s.raw('modules') ?? ['encoder'];
+  if (!Array.isArray(modules) || modules.length === 0 || modules.some((m) => !INIT_MODULES.includes(m)) || new Set(modules).size !== modules.length) {
+    throw new ConfigError(`${path}.modules: expected a list of distinct ${INIT_MODULES.map((m) => JSON.stringify(m)).join(' / ')}, got ${JSON.stringify(modules)}`);
+  }
+  const init: InitConfig = { from, modules: modules as InitConfig['modules'], freeze_encoder: s.bool('freeze_encoder', false) };
+  s.done();
+  if (init.freeze_encoder && !init.modules.includes('encoder')) {
+    throw new ConfigError(`${path}.freeze_encoder is true but modules ${JSON.stringify(init.modules)} does not load the encoder (a frozen random encoder cannot learn)`);
+  }
+  return init;
+}
+
 /** Validate a tokenizer training config (JSON object), filling defaults. */
 export function parseTokenizerConfig(json: Json, source = 'config'): TokenizerTrainConfig {
   try {
@@ -425,6 +457,7 @@ export function parseTokenizerConfig(json: Json, source = 'config'): TokenizerTr
       model: parseModel(s.section('model')),
       flow: parseFlow(s.section('flow')),
       repa: parseRepa(s.raw('repa'), 'repa'),
+      init: parseInit(s.raw('init'), 'init'),
       optim: parseOptim(s.section('optim')),
       run: parseRun(s.section('run')),
     };

@@ -128,8 +128,43 @@ export class TokenizerTrainer {
       ...namedTensors(this.decoder, 'decoder.module_dict'),
       ...(this.projector ? namedTensors(this.projector, 'repa_projector') : []),
     ];
+    // A frozen encoder is left out of the optimizer and the EMA (its weights come from init.from or the checkpoint).
+    if (cfg.init?.freeze_encoder) for (const [name, t] of this.named) if (name.startsWith('encoder.')) t.requireGrad(false);
     const opt = setupOptimization(this.named.filter(([, t]) => t.requiresGrad), decays, cfg.optim, cfg.seed, ds, cfg.data.flip);
     ({ params: this.params, paramNames: this.paramNames, optimizer: this.optimizer, ema: this.ema, rng: this.rng, loader: this.loader } = opt);
+  }
+
+  /**
+   * Copy the modules named in config `init.modules` from a trained tokenizer into the freshly initialised
+   * weights (before the first step; a resumed run takes every weight from its checkpoint instead). Names and
+   * shapes must match; loading the encoder also requires the same FSQ levels, so token ids mean the same.
+   */
+  initFrom(source: FlexTok, sourceName: string): void {
+    const init = this.cfg.init;
+    if (!init) throw new Error('initFrom: the config has no init section');
+    if (this.step !== 0) throw new Error(`initFrom: the trainer is at step ${this.step}; weights are loaded before the first step`);
+    if (init.modules.includes('encoder') && source.fsq.levels.join(',') !== this.cfg.model.fsq_levels.join(',')) {
+      throw new Error(`init.from ${sourceName}: its FSQ levels [${source.fsq.levels.join(', ')}] differ from this config's [${this.cfg.model.fsq_levels.join(', ')}]`);
+    }
+    const own = new Map(this.named);
+    for (const module of init.modules) {
+      const prefix = `${module}.module_dict`;
+      const theirs = namedTensors(module === 'encoder' ? source.encoder : source.decoder, prefix);
+      const ours = this.named.filter(([name]) => name.startsWith(`${prefix}.`));
+      if (theirs.length !== ours.length) {
+        throw new Error(`init.from ${sourceName}: its ${module} has ${theirs.length} tensors, this config's ${ours.length} (the architectures differ)`);
+      }
+      for (const [name, t] of theirs) {
+        const dst = own.get(name);
+        if (!dst) throw new Error(`init.from ${sourceName}: ${name} has no counterpart in this config's ${module}`);
+        if (dst.shape.join(',') !== t.shape.join(',')) {
+          throw new Error(`init.from ${sourceName}: ${name} is [${t.shape.join(', ')}] there and [${dst.shape.join(', ')}] here; model.${module} must match the source's`);
+        }
+        (dst.f as Float32Array).set(t.f);
+      }
+    }
+    // The averages start from the loaded weights, as they would from random ones.
+    this.ema?.setState(this.params.map((p) => Float32Array.from(p.f)));
   }
 
   /** Trainable parameter count. */
@@ -255,6 +290,13 @@ export interface TokenizerRunOptions {
   teacher?: RepaTeacher;
 }
 
+/** A model.safetensors path, or the one inside a run folder. */
+function modelFileOf(p: string): string {
+  const file = fs.existsSync(p) && fs.statSync(p).isDirectory() ? path.join(p, 'model.safetensors') : p;
+  if (!fs.existsSync(file)) throw new Error(`init.from: ${file} does not exist (give a trained model.safetensors or its run folder)`);
+  return file;
+}
+
 /** The VAE folder of a `vae` config entry: a VAE training run (its `vae/` export) or a diffusers folder. */
 export function resolveVaeDir(p: string): string {
   const sub = path.join(p, 'vae');
@@ -274,6 +316,11 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
   const vae = cfg.vae === 'none' ? null : { vae: FlexTokVAE.fromFolder(resolveVaeDir(cfg.vae)), hubPath: `local/${path.basename(path.resolve(cfg.vae))}` };
   const teacher = cfg.repa ? (opts.teacher ?? (await loadTeacher(cfg.repa.teacher, cfg.repa.teacher_weights))) : null;
   const trainer = new TokenizerTrainer(cfg, { dataset, vae, teacher });
+  if (cfg.init && !opts.resume) {
+    const file = modelFileOf(cfg.init.from);
+    trainer.initFrom(FlexTok.load(file), file);
+    log(`init: ${cfg.init.modules.join(' and ')} from ${file}${cfg.init.freeze_encoder ? ' (encoder frozen)' : ''}`);
+  }
   const sampleSet = cfg.data.source === 'fashion-mnist' ? await openDataset(cfg.data, 'test') : dataset;
   const sampleImages = sampleBatch(sampleSet, Math.min(cfg.run.sample_images, sampleSet.size));
 
