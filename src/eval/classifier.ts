@@ -211,10 +211,7 @@ export function evaluateAccuracy(model: FmnistClassifier, ds: ImageDataset, opts
   return correct / n;
 }
 
-/** Class-preserving perturbations for training a classifier that judges reconstructions: each image is,
- * with probability `pShift`, translated by up to ±`maxShift` pixels per axis (uncovered pixels become the
- * background, −1) and, with probability `pNoise`, given i.i.d. Gaussian noise of a standard deviation drawn
- * from U(0, `maxNoise`), clamped to [−1, 1]. Images [B, C, H, W] in [−1, 1]; every draw comes from `rng`. */
+/** Settings of augmentImages. */
 export interface AugmentOptions {
   pShift: number;
   maxShift: number;
@@ -224,6 +221,10 @@ export interface AugmentOptions {
 
 export const DEFAULT_AUGMENT: AugmentOptions = { pShift: 0.5, maxShift: 2, pNoise: 0.5, maxNoise: 0.3 };
 
+/** Class-preserving perturbations for training a classifier that judges reconstructions: each image is,
+ * with probability `pShift`, translated by up to ±`maxShift` pixels per axis (uncovered pixels become the
+ * background, −1) and, with probability `pNoise`, given i.i.d. Gaussian noise of a standard deviation drawn
+ * from U(0, `maxNoise`), clamped to [−1, 1]. Images [B, C, H, W] in [−1, 1]; every draw comes from `rng`. */
 export function augmentImages(images: Tensor, rng: Rng, opts: AugmentOptions = DEFAULT_AUGMENT): Tensor {
   if (images.ndim !== 4) throw new Error(`augmentImages: expected [B, C, H, W], got [${images.shape.join(', ')}]`);
   const [b, c, h, w] = images.shape as [number, number, number, number];
