@@ -12,6 +12,7 @@ import type { RegisterEncoder } from '../flextok/encoder.js';
 import { noiseLatents, sampleTimesteps } from '../flextok/flow.js';
 import { FSQ } from '../flextok/fsq.js';
 import { IdentityLatentCodec, VaeLatentCodec, type LatentCodec } from '../flextok/latent_codec.js';
+import { checkpointFile } from '../flextok/checkpoint.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import { FlexTokVAE } from '../flextok/vae.js';
 import type { SequenceLayout } from '../flextok/transformer.js';
@@ -290,13 +291,6 @@ export interface TokenizerRunOptions {
   teacher?: RepaTeacher;
 }
 
-/** A model.safetensors path, or the one inside a run folder. */
-function modelFileOf(p: string): string {
-  const file = fs.existsSync(p) && fs.statSync(p).isDirectory() ? path.join(p, 'model.safetensors') : p;
-  if (!fs.existsSync(file)) throw new Error(`init.from: ${file} does not exist (give a trained model.safetensors or its run folder)`);
-  return file;
-}
-
 /** The VAE folder of a `vae` config entry: a VAE training run (its `vae/` export) or a diffusers folder. */
 export function resolveVaeDir(p: string): string {
   const sub = path.join(p, 'vae');
@@ -317,7 +311,12 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
   const teacher = cfg.repa ? (opts.teacher ?? (await loadTeacher(cfg.repa.teacher, cfg.repa.teacher_weights))) : null;
   const trainer = new TokenizerTrainer(cfg, { dataset, vae, teacher });
   if (cfg.init && !opts.resume) {
-    const file = modelFileOf(cfg.init.from);
+    let file: string;
+    try {
+      file = checkpointFile(cfg.init.from);
+    } catch (e) {
+      throw new Error(`init.from: ${cfg.init.from} does not exist or is not a trained model (${(e as Error).message}; give a model.safetensors or its run folder)`);
+    }
     trainer.initFrom(FlexTok.load(file), file);
     log(`init: ${cfg.init.modules.join(' and ')} from ${file}${cfg.init.freeze_encoder ? ' (encoder frozen)' : ''}`);
   }
