@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import { AdamW, Rng, Tensor, backendName, clipGradNorm, crossEntropy, warmupCosineLr } from '../src/tensor/index.js';
 import { mixSeed } from '../src/tensor/rng.js';
 import { BatchLoader, loadFashionMnist } from '../src/io/datasets.js';
+import { sampleBatchWithLabels } from '../src/train/data.js';
 import { DEFAULT_AUGMENT, FmnistClassifier, augmentImages, evaluateAccuracy, robustnessReport, type ClassifierHead } from '../src/eval/classifier.js';
 
 function parseArgs(argv: string[]): Record<string, string> {
@@ -100,8 +101,8 @@ const accuracy = evaluateAccuracy(shipped, test);
 const first1000 = evaluateAccuracy(shipped, test, { limit: 1000 });
 const bytes = fs.statSync(weightsFile).size;
 console.log(`test accuracy ${(100 * accuracy).toFixed(2)}% (first 1000: ${(100 * first1000).toFixed(2)}%), ${trainSeconds.toFixed(0)}s, ${bytes} bytes`);
-const first = Array.from({ length: 1000 }, (_, i) => test.get(i));
-const robustness = robustnessReport(shipped, new Tensor(Float32Array.from(first.flatMap((s) => [...s.image])), [1000, 1, test.height, test.width]), Int32Array.from(first.map((s) => s.label)));
+const first = sampleBatchWithLabels(test, 1000);
+const robustness = robustnessReport(shipped, first.images, first.labels);
 for (const r of robustness) console.log(`${r.perturbation}: MSE ${r.mse.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(1)}%`);
 const name = path.basename(path.resolve(outDir));
 const augmentText = augment === 'none'

@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { AdamW, Rng, Tensor, crossEntropy, pad } from '../src/tensor/index.js';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/io/datasets.js';
 import { FmnistClassifier, augmentImages, evaluateAccuracy, robustnessReport } from '../src/eval/classifier.js';
+import { sampleBatchWithLabels } from '../src/train/data.js';
 
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
 const shippedWeights = path.join(root, 'models', 'fmnist-classifier', 'classifier.safetensors');
@@ -126,10 +127,7 @@ test('shipped weights (both classifiers): ≥ 90% on the first 1000 Fashion-MNIS
 });
 
 test('the augmentation-trained classifier is less moved by noise than the plain one', { skip: !haveFmnist && 'dataset not installed' }, () => {
-  const ds = loadFashionMnist('test', { limit: 300 });
-  const samples = Array.from({ length: ds.size }, (_, i) => ds.get(i));
-  const images = new Tensor(Float32Array.from(samples.flatMap((s) => [...s.image])), [ds.size, 1, 28, 28]);
-  const labels = Int32Array.from(samples.map((s) => s.label));
+  const { images, labels } = sampleBatchWithLabels(loadFashionMnist('test'), 300);
   const drop = (file: string): number => {
     const rows = robustnessReport(FmnistClassifier.load(file), images, labels, { sigmas: [0.25] });
     return rows[0].accuracy - rows[1].accuracy;
