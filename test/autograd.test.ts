@@ -177,6 +177,37 @@ test('backward with float32 leaves: gradient dtype and shape follow the leaf', (
   assert.deepEqual(w.grad!.toArray(), [6, 6, 6, 15, 15, 15]);
 });
 
+test('dtype casts are differentiable: the gradient is cast back to the input dtype', () => {
+  // float64 → float32 → float64 inside a function: central differences (h large enough for the float32 rounding).
+  gradcheck((t) => T.toFloat(T.mul(T.exp(T.toFloat(t, 'float32')), T.toFloat(t, 'float32')), 'float64'), [rand64([2, 3], rng)], {
+    h: 1e-3, rtol: 1e-3, label: 'exp(x)·x through float32',
+  });
+  // float32 leaf through a float64 computation: d/dx Σ w·x² = 2·w·x, rounded once to float32.
+  const x = Tensor.from([0.5, -1.25, 2, 3.1], [4], 'float32').requireGrad();
+  const w = Tensor.from([1.5, -2, 0.25, 1 / 3], [4], 'float64');
+  T.sum(T.mul(T.square(x.toDType('float64')), w)).backward();
+  assert.equal(x.grad!.dtype, 'float32');
+  assert.deepEqual(x.grad!.toArray(), x.toArray().map((v, i) => Math.fround(2 * w.data[i]! * v)));
+  // float64 leaf through float32: the float32 gradient comes back as float64 values, exactly.
+  const y = Tensor.from([0.1, -0.7], [2], 'float64').requireGrad();
+  const w32 = Tensor.from([0.3, -1.9], [2], 'float32');
+  T.sum(T.mul(T.toFloat(y, 'float32'), w32)).backward();
+  assert.equal(y.grad!.dtype, 'float64');
+  assert.deepEqual(y.grad!.toArray(), w32.toArray());
+  // One leaf used directly and through a cast: both contributions arrive (1 + 3 per element).
+  const z = Tensor.from([2, -5, 7], [3], 'float64').requireGrad();
+  T.add(T.sum(z), T.toFloat(T.sum(T.mul(T.toFloat(z, 'float32'), 3)), 'float64')).backward();
+  assert.deepEqual(z.grad!.toArray(), [4, 4, 4]);
+  // A cast records nothing under noGrad or for tensors that need no gradient; the same dtype is the tensor itself.
+  assert.equal(noGrad(() => x.toDType('float64')).requiresGrad, false);
+  assert.equal(w.toDType('float32').requiresGrad, false);
+  assert.equal(x.toDType('float32'), x);
+  // int32 has no gradient: refused with a clear message while recording, fine after detach() or in noGrad().
+  assert.throws(() => x.toDType('int32'), /toDType\('int32'\): the tensor requires grad and an integer cast has no gradient; call \.detach\(\) first/);
+  assert.deepEqual(x.detach().toDType('int32').toArray(), [0, -1, 2, 3]);
+  assert.deepEqual(noGrad(() => x.toDType('int32')).toArray(), [0, -1, 2, 3]);
+});
+
 test('module: namedTensors follows object paths; parameters lists trainable tensors; zeroGrad clears', () => {
   const w = Tensor.zeros([2, 2]).requireGrad();
   const frozen = Tensor.zeros([2]);

@@ -8,18 +8,18 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { Rng } from '../src/tensor/rng.js';
 import { decoderConfigOf, encoderConfigOf, parseTokenizerConfig, readJsonFile } from '../src/train/config.js';
 import { exportTokenizer } from '../src/train/export.js';
 import { initDecoder, initEncoder } from '../src/train/init.js';
+import { GOLDEN_REL, goldenSkip, REPO_ROOT as ROOT, requireGolden } from './helpers/golden.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const GOLDEN_REL = '../shared/golden';
+// Paths relative to the repository root, where the CLI runs.
 const MODEL_REL = `${GOLDEN_REL}/e2e/model.safetensors`;
-const skip = fs.existsSync(path.join(ROOT, MODEL_REL)) ? false : `golden folder not found at ${path.join(ROOT, GOLDEN_REL)}`;
+const NEED = ['e2e/model.safetensors', 'e2e/model_bf16.safetensors', 'e2e/io.safetensors', 'e2e/config.json', 'e2e/hub'];
+const skip = goldenSkip(...NEED);
 
 interface Run {
   code: number;
@@ -74,6 +74,7 @@ describe('flextok CLI', () => {
   });
 
   it('tokenize → detokenize → reconstruct with the e2e checkpoint', { skip }, async () => {
+    requireGolden(...NEED);
     const tokens = path.join(dir, 'tokens.json');
     const tok = await flextok(['tokenize', path.join(dir, 'tiny.png'), '--model', MODEL_REL, '--out', tokens]);
     assert.equal(tok.code, 0, tok.stderr);
@@ -101,17 +102,28 @@ describe('flextok CLI', () => {
     assertCleanError(await flextok(['detokenize', tokens, '--model', MODEL_REL, '--k', '9', '--out', out]), /k = 9 .*from 1 to 8/);
   });
 
-  it('bad inputs exit 1 with one clear line', { skip }, async () => {
-    assertCleanError(await flextok(['tokenize', path.join(dir, 'broken.png'), '--model', MODEL_REL, '--out', path.join(dir, 't.json')]), /broken\.png: not an image/);
-    assertCleanError(await flextok(['tokenize', path.join(dir, 'tiny.png'), '--model', 'no/such-model', '--out', path.join(dir, 't.json')]), /not downloaded.*flextok pull no\/such-model/);
+  it('usage errors and bad inputs exit 1 with one clear line (shipped model, no golden files)', async () => {
+    const emptyCache = { FLEXTOK_CACHE: path.join(dir, 'empty-cache') };
+    assertCleanError(await flextok(['tokenize', path.join(dir, 'tiny.png'), '--model', 'no/such-model', '--out', path.join(dir, 't.json')], emptyCache), /not downloaded.*flextok pull no\/such-model/);
     assertCleanError(await flextok(['tokenize', path.join(dir, 'tiny.png'), '--out', path.join(dir, 't.json')]), /--model is required/);
     assertCleanError(await flextok(['detokenize', '--bogus']), /unknown option '--bogus'/);
     assertCleanError(await flextok(['frobnicate']), /unknown command 'frobnicate'/);
+    // The shipped pixel-space model (FSQ 8·8·8·5·5·5 = 64000 ids) for errors that need a model.
+    const shipped = 'models/fmnist-default';
+    assertCleanError(await flextok(['tokenize', path.join(dir, 'broken.png'), '--model', shipped, '--out', path.join(dir, 't.json')]), /broken\.png: not an image/);
+    fs.writeFileSync(path.join(dir, 'ids-64000.json'), '[[1, 2, 64000]]');
+    assertCleanError(await flextok(['detokenize', path.join(dir, 'ids-64000.json'), '--model', shipped, '--out', path.join(dir, 'x.png')]), /token id 64000 .*valid ids are 0 to 63999/);
+  });
+
+  it('bad inputs with the e2e checkpoint exit 1 with one clear line', { skip }, async () => {
+    requireGolden(...NEED);
+    assertCleanError(await flextok(['tokenize', path.join(dir, 'broken.png'), '--model', MODEL_REL, '--out', path.join(dir, 't.json')]), /broken\.png: not an image/);
     fs.writeFileSync(path.join(dir, 'ids.json'), '[[1, 2, 5000]]');
     assertCleanError(await flextok(['detokenize', path.join(dir, 'ids.json'), '--model', MODEL_REL, '--out', path.join(dir, 'x.png')]), /token id 5000 .*valid ids are 0 to 999/);
   });
 
   it('parity on the golden directory exits 0', { skip }, async () => {
+    requireGolden();
     const r = await flextok(['parity', GOLDEN_REL, '--quiet']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /== e2e \(flextok-golden-e2e\/1\) PASS/);
@@ -120,6 +132,7 @@ describe('flextok CLI', () => {
   });
 
   it('parity fails (exit 1) on a broken copy of a case', { skip }, async () => {
+    requireGolden(...NEED);
     const copy = path.join(dir, 'golden-copy', 'e2e');
     fs.mkdirSync(copy, { recursive: true });
     for (const f of ['config.json', 'io.safetensors', 'model.safetensors']) fs.copyFileSync(path.join(ROOT, GOLDEN_REL, 'e2e', f), path.join(copy, f));

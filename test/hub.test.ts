@@ -18,8 +18,18 @@ const gitSha1 = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).u
 
 interface ServerLog {
   ranges: string[];
-  /** Break the next transfer of the weights after this many bytes (then reset to null). */
-  breakAfter: number | null;
+  /** Break the next transfer of the weights (then reset to null): send exactly `bytes` bytes of the body
+   * (the Content-Length promises them all), wait for `beforeDrop`, then drop the connection. */
+  breakAfter: { bytes: number; beforeDrop: () => Promise<void> } | null;
+}
+
+/** Resolves once `file` holds `bytes` bytes (gives up after 10 s; the test's size check then fails). */
+async function untilFileSize(file: string, bytes: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(file) && fs.statSync(file).size >= bytes) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 function startServer(log: ServerLog): Promise<http.Server> {
@@ -52,9 +62,11 @@ function startServer(log: ServerLog): Promise<http.Server> {
         res.writeHead(200, { 'content-length': weights.length });
       }
       if (log.breakAfter !== null) {
-        const n = log.breakAfter;
+        const { bytes, beforeDrop } = log.breakAfter;
         log.breakAfter = null;
-        res.write(weights.subarray(start, start + n), () => res.destroy());
+        // Drop only once the bytes are flushed and the client has them: how many bytes the partial file
+        // holds then does not depend on timing (a stream error may discard chunks not yet consumed).
+        res.write(weights.subarray(start, start + bytes), () => void beforeDrop().then(() => res.destroy()));
         return;
       }
       return res.end(weights.subarray(start));
@@ -112,19 +124,26 @@ describe('hub download', () => {
     }
   });
 
-  it('a broken transfer leaves a .part file that the next pull resumes', async () => {
+  it('a broken transfer leaves a .part file with exactly the bytes received, and the next pull resumes there', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-hub-'));
     try {
-      log.breakAfter = 50_000;
-      log.ranges.length = 0;
-      await assert.rejects(pullRepo('org/good', { endpoint, cacheRoot: root, files: ['model.safetensors'] }), HubError);
+      const sent = 50_001;
       const part = path.join(repoCacheDir('org/good', root), 'model.safetensors.part');
-      assert.ok(fs.existsSync(part));
-      const partial = fs.statSync(part).size;
-      assert.ok(partial > 0 && partial < weights.length);
-      await pullRepo('org/good', { endpoint, cacheRoot: root, files: ['model.safetensors'] });
-      assert.deepEqual(log.ranges, [`bytes=${partial}-`]);
+      log.breakAfter = { bytes: sent, beforeDrop: () => untilFileSize(part, sent) };
+      log.ranges.length = 0;
+      await assert.rejects(pullRepo('org/good', { endpoint, cacheRoot: root, files: ['model.safetensors'] }), (err: Error) => {
+        assert.ok(err instanceof HubError, err.message);
+        assert.match(err.message, new RegExp(`broke off after ${sent} bytes|got ${sent} of ${weights.length} bytes`));
+        return true;
+      });
+      assert.deepEqual(log.ranges, [], 'the first request starts from byte 0');
+      assert.deepEqual(fs.readFileSync(part), weights.subarray(0, sent), 'the .part file holds exactly the bytes sent');
+      const logged: string[] = [];
+      await pullRepo('org/good', { endpoint, cacheRoot: root, files: ['model.safetensors'], log: (l) => logged.push(l) });
+      assert.deepEqual(log.ranges, [`bytes=${sent}-`]);
+      assert.ok(logged.includes(`model.safetensors: resuming at ${sent} bytes`), logged.join('\n'));
       assert.deepEqual(fs.readFileSync(path.join(repoCacheDir('org/good', root), 'model.safetensors')), weights);
+      assert.ok(!fs.existsSync(part));
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }

@@ -1,9 +1,7 @@
 // End-to-end tests of the FlexTok model API on the golden e2e checkpoint: official parity (fp32 and bf16),
 // input validation (k, token ids, image sizes) and batches of mixed sizes.
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import { FlexTok, FlexTokInputError } from '../src/flextok/model.js';
 import { e2eParity, E2E_FLOAT_TOL } from '../src/flextok/parity.js';
@@ -11,15 +9,17 @@ import { readTensorFile } from '../src/flextok/parity_util.js';
 import { slice } from '../src/tensor/ops.js';
 import { Rng } from '../src/tensor/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
+import { goldenPath, goldenSkip, requireGolden } from './helpers/golden.js';
 
-const E2E = fileURLToPath(new URL('../../shared/golden/e2e/', import.meta.url));
-const skip = fs.existsSync(path.join(E2E, 'model.safetensors')) ? false : `golden e2e folder not found at ${E2E}`;
+const E2E = goldenPath('e2e');
+const NEED = ['e2e/model.safetensors', 'e2e/model_bf16.safetensors', 'e2e/io.safetensors', 'e2e/config.json', 'e2e/hub'];
 
-describe('FlexTok end to end (golden e2e)', { skip }, () => {
+describe('FlexTok end to end (golden e2e)', { skip: goldenSkip(...NEED) }, () => {
   let model: FlexTok;
   let images: Tensor;
 
   before(() => {
+    requireGolden(...NEED);
     model = FlexTok.load(path.join(E2E, 'model.safetensors'));
     images = readTensorFile(path.join(E2E, 'io.safetensors')).get('in.images')!;
   });

@@ -3,9 +3,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PyLiteralError, parsePyLiteral, type PyDict } from '../src/io/pyliteral.js';
 import { openSafetensors } from '../src/io/safetensors.js';
+import { goldenPath, goldenSkip, requireGolden } from './helpers/golden.js';
 
-test('parses every config entry of the e2e checkpoint metadata', () => {
-  const file = openSafetensors('/work/shared/golden/e2e/model.safetensors');
+test('parses every config entry of the e2e checkpoint metadata', { skip: goldenSkip('e2e/model.safetensors') }, () => {
+  requireGolden('e2e/model.safetensors');
+  const file = openSafetensors(goldenPath('e2e', 'model.safetensors'));
   const metadata = file.metadata;
   file.close();
   for (const [key, text] of Object.entries(metadata)) {

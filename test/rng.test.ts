@@ -1,5 +1,5 @@
-// Tests of the seeded random number generator (src/tensor/rng.ts): determinism, state round trip,
-// and rough distribution checks.
+// Tests of the seeded random number generator (src/tensor/rng.ts): reference vectors of xoshiro128** and
+// of the seeding, determinism, state round trip, and rough distribution checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng, Tensor } from '../src/tensor/index.js';
@@ -16,6 +16,43 @@ test('determinism from a seed; different seeds differ', () => {
   for (let i = 0; i < 100; i++) assert.equal(a.nextU32(), b.nextU32());
   const u = new Rng(1).nextU32();
   assert.ok(Number.isInteger(u) && u >= 0 && u < 2 ** 32);
+});
+
+// Reference vectors from a C program with the published xoshiro128** 1.1 `next()` (Blackman & Vigna,
+// prng.di.unimi.it/xoshiro128starstar.c), compiled with gcc:
+//   result = rotl(s[1] * 5, 7) * 9;  t = s[1] << 9;
+//   s[2] ^= s[0];  s[3] ^= s[1];  s[1] ^= s[2];  s[0] ^= s[3];  s[2] ^= t;  s[3] = rotl(s[3], 11);
+// and, in the same program, the seeding of rng.ts ("splitmix32": z = (x += 0x9e3779b9);
+// z = (z ^ z >> 16) * 0x85ebca6b; z = (z ^ z >> 13) * 0xc2b2ae35; return z ^ z >> 16), all uint32.
+test('xoshiro128**: the published reference outputs from the same raw state', () => {
+  const vectors: Array<[[number, number, number, number], number[]]> = [
+    [[1, 2, 3, 4], [11520, 0, 5927040, 70819200, 2031721883, 1637235492, 1287239034, 3734860849, 3729100597, 4258142804]],
+    [
+      [0x9e3779b9, 0x243f6a88, 0xb7e15162, 0xdeadbeef],
+      [2463954730, 5524658, 74256371, 1905451993, 3123413897, 314453775, 1263677054, 1531511215, 693760292, 1307612896],
+    ],
+  ];
+  for (const [state, expected] of vectors) {
+    const r = new Rng(0);
+    r.setState({ s: state, spare: null });
+    assert.deepEqual(Array.from({ length: expected.length }, () => r.nextU32()), expected, `state [${state}]`);
+  }
+  // Outputs 1011–1014 from the second state (the reference skips 1000 after the first 10).
+  const r = new Rng(0);
+  r.setState({ s: vectors[1]![0], spare: null });
+  for (let i = 0; i < 1010; i++) r.nextU32();
+  assert.deepEqual([r.nextU32(), r.nextU32(), r.nextU32(), r.nextU32()], [988727111, 1956689635, 3766647044, 2107565450]);
+  // uniform() takes 27 + 26 high bits of two consecutive outputs: (a >>> 5) · 2^26 + (b >>> 6), over 2^53.
+  const u = new Rng(0);
+  u.setState({ s: [1, 2, 3, 4], spare: null });
+  assert.equal(u.uniform(), ((11520 >>> 5) * 2 ** 26 + (0 >>> 6)) / 2 ** 53);
+  assert.equal(u.uniform(), ((5927040 >>> 5) * 2 ** 26 + (70819200 >>> 6)) / 2 ** 53);
+});
+
+test('seeding: the state is four splitmix32 outputs of the seed (high bits of seeds ≥ 2^32 mixed in)', () => {
+  assert.deepEqual(new Rng(42).getState(), { s: [939911724, 3948730756, 321366731, 3317318717], spare: null });
+  // seed 2^32 + 5: splitmix32 starts from 5 ^ (1 · 0x27d4eb2d)
+  assert.deepEqual(new Rng(2 ** 32 + 5).getState().s, [3964779354, 2473879993, 1204781298, 2472156659]);
 });
 
 test('getState/setState resumes the exact stream (including a cached normal)', () => {

@@ -2,7 +2,7 @@
 // tiny / small / pipeline sets, plus FSQ, decoder-argument and autograd unit tests.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { mseLoss } from '../src/tensor/nn.js';
@@ -16,13 +16,17 @@ import { decoderConfigFromGolden, encoderConfigFromGolden, tokenizerParity } fro
 import { sampleMask, SequenceLayout } from '../src/flextok/transformer.js';
 import { WeightMap } from '../src/flextok/weights.js';
 import { Rng } from '../src/tensor/rng.js';
+import { goldenPath, goldenSkip, requireGolden } from './helpers/golden.js';
 
-const GOLDEN = '/work/shared/golden';
+/** The files of one golden tokenizer set (relative to the golden folder). */
+const setFiles = (name: string) => ['config.json', 'weights.safetensors', 'io.safetensors'].map((f) => `${name}/${f}`);
+const TINY_FILES = setFiles('tiny');
 
 describe('tokenizer golden parity', () => {
   for (const name of ['tiny', 'small', 'pipeline']) {
-    const dir = join(GOLDEN, name);
-    test(name, { skip: !existsSync(join(dir, 'io.safetensors')) && `no golden set at ${dir}` }, () => {
+    const dir = goldenPath(name);
+    test(name, { skip: goldenSkip(...setFiles(name)) }, () => {
+      requireGolden(...setFiles(name));
       const results = tokenizerParity(dir);
       const failed = results.filter((r) => !r.pass);
       assert.ok(results.length > 100, `only ${results.length} tensors compared`);
@@ -111,12 +115,31 @@ describe('FSQ', () => {
     assert.throws(() => fsq.quantize(Tensor.zeros([2, 5])), /expected \[\.\.\., 6\]/);
   });
 
-  test('straight-through gradient', () => {
-    const fsq = new FSQ([8, 5]);
-    const z = Tensor.from([0.3, -0.2], [1, 2]).requireGrad();
+  test('straight-through gradient: exactly the derivative of bound(z) / floor(L/2), rounding passed through', () => {
+    // codes = round(tanh(z + shift)·half_l − offset) / floor(L/2) with round's gradient taken as 1, so
+    // d codes / d z = half_l·(1 − tanh²(z + shift)) / floor(L/2), times the upstream gradient, elementwise.
+    const levels = [8, 5, 7, 6];
+    const fsq = new FSQ(levels);
+    const d = levels.length;
+    const f32 = Math.fround;
+    const eps = f32(1e-3);
+    const halfL = levels.map((l) => f32(f32(f32(l - 1) * f32(1 + eps)) / 2));
+    const shift = levels.map((l, i) => (l % 2 === 0 ? f32(Math.atanh(f32(0.5 / halfL[i]!))) : 0));
+    const rng = new Rng(5);
+    const z = Tensor.rand([2, 8, d], rng, 'float32', -2.5, 2.5).requireGrad();
+    const upstream = Tensor.rand([2, 8, d], rng, 'float32', -1, 1);
     const { codes } = fsq.quantize(z);
-    codes.backward(Tensor.ones([1, 2]));
-    assert.ok(z.grad && z.grad.f.every((g) => Number.isFinite(g) && g > 0));
+    codes.backward(upstream);
+    assert.ok(z.grad, 'no gradient reached z');
+    const expected = Array.from(z.f, (zi, i) => {
+      const j = i % d;
+      const th = Math.tanh(zi + shift[j]!);
+      return upstream.f[i]! * halfL[j]! * (1 - th * th) / Math.floor(levels[j]! / 2);
+    });
+    // The engine computes in float32 (tanh rounded to float32): agreement to 1e-5 relative per element
+    // (a gradient scaled by 2, or cut at the rounding, is off by 100% or more).
+    z.grad.f.forEach((g, i) => assert.ok(Math.abs(g - expected[i]!) <= 1e-5 * Math.abs(expected[i]!) + 1e-7, `d codes / d z[${i}]: got ${g}, expected ${expected[i]}`));
+    z.requireGrad(false);
   });
 });
 
@@ -142,7 +165,8 @@ describe('packing masks', () => {
 });
 
 function loadTiny(): { encoder: RegisterEncoder; decoder: FlowDecoder; io: Map<string, Tensor> } {
-  const dir = join(GOLDEN, 'tiny');
+  requireGolden(...TINY_FILES);
+  const dir = goldenPath('tiny');
   const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   const wm = new WeightMap(readTensorFile(join(dir, 'weights.safetensors')), 'tiny');
   const encoder = RegisterEncoder.load(encoderConfigFromGolden(cfg), wm);
@@ -151,7 +175,7 @@ function loadTiny(): { encoder: RegisterEncoder; decoder: FlowDecoder; io: Map<s
   return { encoder, decoder, io: readTensorFile(join(dir, 'io.safetensors')) };
 }
 
-describe('decoder arguments', { skip: !existsSync(join(GOLDEN, 'tiny', 'io.safetensors')) && 'no tiny golden set' }, () => {
+describe('decoder arguments', { skip: goldenSkip(...TINY_FILES) }, () => {
   test('k = 0 and k > R are rejected', () => {
     const { decoder, io } = loadTiny();
     const x = io.get('noise.out.noised.0')!;
@@ -179,7 +203,7 @@ describe('decoder arguments', { skip: !existsSync(join(GOLDEN, 'tiny', 'io.safet
   });
 });
 
-describe('training paths', { skip: !existsSync(join(GOLDEN, 'tiny', 'io.safetensors')) && 'no tiny golden set' }, () => {
+describe('training paths (golden tiny weights)', { skip: goldenSkip(...TINY_FILES) }, () => {
   test('gradients flow from the flow loss through decoder, FSQ (STE) and encoder', () => {
     const { encoder, decoder, io } = loadTiny();
     const fsq = new FSQ([8, 5, 5, 5]);
@@ -201,7 +225,10 @@ describe('training paths', { skip: !existsSync(join(GOLDEN, 'tiny', 'io.safetens
     patchW.requireGrad(false);
     maskToken.requireGrad(false);
   });
+});
 
+// These need no golden file: they always run.
+describe('flow training utilities', () => {
   test('timestep samplers and keep-k sampling', () => {
     const rng = new Rng(7);
     for (const sampler of [{ ln: true }, { ln: true, stratified: true }, { ln: false }, { ln: false, mode_scale: 1.29 }]) {

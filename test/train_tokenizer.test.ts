@@ -19,6 +19,7 @@ import { initDecoder, initEncoder } from '../src/train/init.js';
 import { pyFloatRepr, toPyStr } from '../src/train/pyliteral_write.js';
 import type { RepaTeacher } from '../src/train/repa.js';
 import { TokenizerTrainer, runTokenizerTraining } from '../src/train/tokenizer.js';
+import { goldenPath, goldenSkip, requireGolden } from './helpers/golden.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const tinyJson = readJsonFile(path.join(root, 'configs/test-tiny.json')) as Record<string, unknown>;
@@ -258,8 +259,9 @@ test('Python literals are written as Python prints them', () => {
   assert.equal(toPyStr('flextok.flextok_wrapper.FlexTok'), 'flextok.flextok_wrapper.FlexTok');
 });
 
-test('the export config and state_dict match the official layout of the golden checkpoint', () => {
-  const golden = readSafetensors('/work/shared/golden/e2e/model.safetensors');
+test('the export config and state_dict match the official layout of the golden checkpoint', { skip: goldenSkip('e2e/model.safetensors') }, () => {
+  requireGolden('e2e/model.safetensors');
+  const golden = readSafetensors(goldenPath('e2e', 'model.safetensors'));
   const enc = {
     dim: 64, depth: 2, head_dim: 32, mlp_ratio: 4, gated_mlp: true, qkv_bias: false, proj_bias: false, mlp_bias: false, qk_norm: true,
     channels_in: 4, patch_sizes: [2, 2] as [number, number], max_sizes: [4, 4] as [number, number], n_registers: 8, dim_out: 4, mask_mode: 'causal_last' as const,

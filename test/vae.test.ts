@@ -18,17 +18,23 @@ import {
 import { loadGoldenVAECase, vaeParityCases, VAE_GOLDEN_INPUTS } from '../src/flextok/vae_parity.js';
 import { WeightLoadError, WeightMap } from '../src/flextok/weights.js';
 import { mseLoss, noGrad, Rng, sum, add, Tensor } from '../src/tensor/index.js';
+import { goldenPath, goldenSkip, requireGolden } from './helpers/golden.js';
 
-const GOLDEN = '/work/shared/golden';
-const TINY = path.join(GOLDEN, 'vae-tiny');
-const SMALL = path.join(GOLDEN, 'vae-small');
+const TINY = goldenPath('vae-tiny');
+const SMALL = goldenPath('vae-small');
+const CASE_FILES = ['config.json', 'weights.safetensors', 'io.safetensors'];
+const TINY_FILES = CASE_FILES.map((f) => `vae-tiny/${f}`);
+const SMALL_FILES = CASE_FILES.map((f) => `vae-small/${f}`);
+/** node:test options of a test that needs these golden files (skipped with the reason when missing, failed in CI). */
+const needs = (files: string[]) => ({ skip: goldenSkip(...files) });
 
 function hubConfig(dir: string): unknown {
   return (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { hub_config: unknown }).hub_config;
 }
 
-for (const dir of [TINY, SMALL]) {
-  test(`golden parity: every tensor of ${path.basename(dir)} within 1e-4`, () => {
+for (const [dir, files] of [[TINY, TINY_FILES], [SMALL, SMALL_FILES]] as const) {
+  test(`golden parity: every tensor of ${path.basename(dir)} within 1e-4`, needs(files), () => {
+    requireGolden(...files);
     const results = vaeParityCases(dir);
     const io = readTensorFile(path.join(dir, 'io.safetensors'));
     const expected = [...io.keys()].filter((k) => !VAE_GOLDEN_INPUTS.includes(k));
@@ -38,7 +44,8 @@ for (const dir of [TINY, SMALL]) {
   });
 }
 
-test('fromFolder reads a diffusers folder (config.json + diffusion_pytorch_model.safetensors)', () => {
+test('fromFolder reads a diffusers folder (config.json + diffusion_pytorch_model.safetensors)', needs(TINY_FILES), () => {
+  requireGolden(...TINY_FILES);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-vae-'));
   try {
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(hubConfig(TINY)));
@@ -59,7 +66,8 @@ test('fromFolder reads a diffusers folder (config.json + diffusion_pytorch_model
   }
 });
 
-test('mode path: latents = mean·sf, KL uses sf·mean; sample path needs noise or rng', () => {
+test('mode path: latents = mean·sf, KL uses sf·mean; sample path needs noise or rng', needs(TINY_FILES), () => {
+  requireGolden(...TINY_FILES);
   const c = loadGoldenVAECase(TINY);
   const image = c.io.get('vae.in.image')!;
   noGrad(() => {
@@ -84,7 +92,8 @@ test('DiagonalGaussian clamps logvar to [-30, 20]', () => {
   assert.throws(() => new DiagonalGaussian(Tensor.zeros([1, 3, 1, 1])), /even channel count/);
 });
 
-test('weights under a prefix and with legacy attention names load to the same model', () => {
+test('weights under a prefix and with legacy attention names load to the same model', needs(TINY_FILES), () => {
+  requireGolden(...TINY_FILES);
   const weights = readTensorFile(path.join(TINY, 'weights.safetensors'));
   const config = parseAutoencoderKLConfig(hubConfig(TINY));
   const io = readTensorFile(path.join(TINY, 'io.safetensors'));
@@ -111,7 +120,8 @@ test('weights under a prefix and with legacy attention names load to the same mo
   assert.ok(compareTensor('legacy', noGrad(() => legacyVae.decode(latents)), reference).pass);
 });
 
-test('a missing and a mis-shaped key are reported by name', () => {
+test('a missing and a mis-shaped key are reported by name', needs(TINY_FILES), () => {
+  requireGolden(...TINY_FILES);
   const weights = readTensorFile(path.join(TINY, 'weights.safetensors'));
   const config = parseAutoencoderKLConfig(hubConfig(TINY));
   weights.delete('decoder.up_blocks.1.resnets.0.conv_shortcut.weight');
@@ -131,7 +141,8 @@ test('a missing and a mis-shaped key are reported by name', () => {
   );
 });
 
-test('images must be [N, 3, H, W] with H, W positive multiples of the downsampling factor', () => {
+test('images must be [N, 3, H, W] with H, W positive multiples of the downsampling factor', needs(SMALL_FILES), () => {
+  requireGolden(...SMALL_FILES);
   const cfg = parseAutoencoderKLConfig(hubConfig(SMALL)); // factor 8
   const vae = new FlexTokVAE(AutoencoderKL.random(cfg, new Rng(1)));
   assert.equal(vae.vae.downsamplingFactor, 8);
@@ -143,7 +154,8 @@ test('images must be [N, 3, H, W] with H, W positive multiples of the downsampli
   assert.throws(() => vae.decode(Tensor.zeros([1, 4, 8, 8])), /expected latents \[N, 16, h, w\]/);
 });
 
-test('config parsing rejects unsupported values clearly', () => {
+test('config parsing rejects unsupported values clearly', needs(TINY_FILES), () => {
+  requireGolden(...TINY_FILES);
   const base = hubConfig(TINY) as Record<string, unknown>;
   const bad = (patch: Record<string, unknown>, re: RegExp) =>
     assert.throws(() => parseAutoencoderKLConfig({ ...base, ...patch }, 'cfg.json'), re);
@@ -160,7 +172,8 @@ test('config parsing rejects unsupported values clearly', () => {
   assert.deepEqual(parsed.blockOutChannels, [16, 32]);
 });
 
-test('parameter names are the diffusers keys; encode/decode/KL backpropagate', () => {
+test('parameter names are the diffusers keys; encode/decode/KL backpropagate', needs(TINY_FILES), () => {
+  requireGolden(...TINY_FILES);
   const config: AutoencoderKLConfig = parseAutoencoderKLConfig(hubConfig(TINY));
   const weights = readTensorFile(path.join(TINY, 'weights.safetensors'));
   const vae = new FlexTokVAE(AutoencoderKL.random(config, new Rng(7)));

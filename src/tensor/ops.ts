@@ -680,7 +680,7 @@ export function dropout(x: Tensor, p: number, rng: { uniform(): number }, traini
   return mul(x, m);
 }
 
-/** Cast (not differentiable through int32). */
+/** Cast to a float dtype; differentiable (the gradient is cast back to x's dtype). An int32 x needs no gradient. */
 export function toFloat(x: Tensor, dtype: 'float32' | 'float64' = 'float32'): Tensor {
   return x.toDType(dtype);
 }

@@ -139,12 +139,24 @@ export class Tensor {
     return this;
   }
 
+  /**
+   * A copy converted to `dtype` (this tensor itself when it already has it). Float ↔ float casts are
+   * differentiable: the gradient is cast back to this tensor's dtype. A cast to int32 truncates and has no
+   * gradient, so it refuses a tensor that requires one while gradients are recorded (detach() it first).
+   */
   toDType(dtype: DType): Tensor {
     if (dtype === this.dtype) return this;
     const out = allocData(dtype, this.size);
-    if (dtype === 'int32') for (let i = 0; i < out.length; i++) out[i] = Math.trunc(this.data[i]);
-    else out.set(this.data);
-    return new Tensor(out, this.shape);
+    if (dtype === 'int32') {
+      if (this.requiresGrad && gradDepth === 0) {
+        throw new Error(`toDType('int32'): the tensor requires grad and an integer cast has no gradient; call .detach() first (or cast inside noGrad())`);
+      }
+      for (let i = 0; i < out.length; i++) out[i] = Math.trunc(this.data[i]);
+      return new Tensor(out, this.shape);
+    }
+    out.set(this.data);
+    const from = this.dtype;
+    return record(new Tensor(out, this.shape), `toDType(${dtype})`, [this], (g) => [g.toDType(from)]);
   }
 
   /** Reverse-mode autograd from this tensor; gradient defaults to ones (a scalar loss). */
