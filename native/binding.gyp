@@ -1,6 +1,7 @@
 # Builds the flextok native kernels (float32 SIMD GEMM, attention, row ops) as a Node-API addon.
-# Everything is compiled for baseline x86-64; AVX2/AVX-512 code lives in functions with
-# target attributes and is picked at run time, so the binary runs on any x86-64 CPU.
+# Everything is compiled for the baseline of the target (x86-64, aarch64); the AVX2/AVX-512 back ends
+# (src/isa/*.cc, kernels written once over src/simd/) live in functions with target attributes and are
+# picked at run time, so the binary runs on any x86-64 CPU.
 {
   "targets": [
     {
@@ -11,7 +12,11 @@
         "src/gemm.cc",
         "src/attention.cc",
         "src/rowops.cc",
-        "src/peak.cc"
+        "src/peak.cc",
+        "src/isa/avx512.cc",
+        "src/isa/avx2.cc",
+        "src/isa/neon.cc",
+        "src/isa/generic.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

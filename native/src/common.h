@@ -21,15 +21,16 @@
 namespace ft {
 
 // ---- instruction set selection ----
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
-/** Best ISA the CPU supports (FLEXTOK_ISA=scalar|avx2|avx512 caps it). */
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Wasm = 4 };
+/** Best ISA the CPU supports (FLEXTOK_ISA=scalar|avx2|avx512 caps it on x86; FLEXTOK_ISA=scalar selects the
+ * generic back end on aarch64 and wasm32, whose SIMD back ends are NEON and SIMD128). */
 Isa cpu_isa();
 /** True when the CPU has AVX512_BF16 (vdpbf16ps). */
 bool cpu_has_bf16();
 /** The ISA kernels currently use (cpu_isa() unless lowered with set_isa for testing). */
 Isa active_isa();
 bool active_bf16();
-/** Caps the ISA used from now on (never above what the CPU supports). */
+/** Caps the ISA used from now on (never above what the CPU supports; Scalar is always allowed). */
 void set_isa(Isa isa, bool allow_bf16);
 const char* isa_name(Isa isa);
 

@@ -38,7 +38,15 @@ static Isa detect_cpu_isa() {
   }
   return best;
 #else
-  return Isa::Scalar;
+#if defined(__aarch64__)
+  const Isa best = Isa::Neon;
+#elif defined(__wasm_simd128__)
+  const Isa best = Isa::Wasm;
+#else
+  const Isa best = Isa::Scalar;
+#endif
+  const char* env = std::getenv("FLEXTOK_ISA");
+  return env && !std::strcmp(env, "scalar") ? Isa::Scalar : best;
 #endif
 }
 
@@ -64,7 +72,9 @@ bool cpu_has_bf16() { return g_cpu_bf16; }
 Isa active_isa() { return static_cast<Isa>(g_active_isa.load(std::memory_order_relaxed)); }
 bool active_bf16() { return g_active_bf16.load(std::memory_order_relaxed); }
 void set_isa(Isa isa, bool allow_bf16) {
-  if (static_cast<int>(isa) > static_cast<int>(g_cpu_isa)) isa = g_cpu_isa;
+  const bool x86Order = g_cpu_isa <= Isa::Avx512 && isa <= Isa::Avx512;
+  if (isa != Isa::Scalar && (x86Order ? static_cast<int>(isa) > static_cast<int>(g_cpu_isa) : isa != g_cpu_isa))
+    isa = g_cpu_isa;
   g_active_isa.store(static_cast<int>(isa));
   g_active_bf16.store(allow_bf16 && g_cpu_bf16 && isa == Isa::Avx512);
 }
@@ -72,6 +82,8 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
+    case Isa::Neon: return "neon";
+    case Isa::Wasm: return "wasm-simd128";
     default: return "scalar";
   }
 }
