@@ -2,10 +2,16 @@
 // grids, checkpoint, exported model), a progress line on stderr, and one-file checkpoints holding
 // everything a bitwise-exact resume needs (weights, AdamW m/v and step, EMA weights, RNG states,
 // data-loader position, step), written atomically (temp file + fsync + rename).
+//
+// TEST-ONLY fault injection (read by test/train_resume.test.ts; never set these in a real run):
+//   FLEXTOK_TEST_KILL_AFTER_CHECKPOINT=N   the process SIGKILLs itself right after step N's checkpoint is
+//                                          durably written (renamed into place, folder synced)
+//   FLEXTOK_TEST_KILL_DURING_CHECKPOINT=N  the process SIGKILLs itself halfway through writing step N's
+//                                          checkpoint: part of the temp file written, no rename
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readSafetensors, toFloat32, writeSafetensors, type TensorData } from '../io/safetensors.js';
+import { encodeSafetensors, readSafetensors, toFloat32, type TensorData } from '../io/safetensors.js';
 import { BatchLoader, type ImageDataset, type LoaderState } from '../io/datasets.js';
 import { saveGrid } from '../io/image.js';
 import { concat } from '../tensor/ops.js';
@@ -49,9 +55,61 @@ export function startRunDir(paths: RunPaths, configJson: unknown): void {
 }
 
 export function writeTextAtomic(file: string, text: string): void {
+  writeFileAtomic(file, Buffer.from(text, 'utf8'));
+}
+
+/** Writes `bytes` atomically: to `<file>.tmp-<pid>`, fsync, rename over `file`, fsync the folder. A kill
+ * at any moment leaves either the old or the new file (plus, at worst, a stale temp file). `midWrite`
+ * runs when half the bytes are in the temp file (the test-only kill point). */
+export function writeFileAtomic(file: string, bytes: Uint8Array, midWrite?: () => void): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
+  let fd: number | null = fs.openSync(tmp, 'w');
+  try {
+    const half = bytes.length >> 1;
+    writeAllSync(fd, bytes.subarray(0, half));
+    midWrite?.();
+    writeAllSync(fd, bytes.subarray(half));
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = null;
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    if (fd !== null) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  syncDirectory(path.dirname(file));
+}
+
+function writeAllSync(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done, Math.min(1 << 24, bytes.length - done));
+}
+
+/** Best-effort fsync of a folder so a rename survives a crash (not every platform can). */
+function syncDirectory(dir: string): void {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // The file itself is synced; some platforms cannot open or fsync folders.
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
+/** Removes temp files (`*.tmp-<pid>`) that a killed process left in `dir` mid-write (on --resume). */
+export function removeStaleTempFiles(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const name of fs.readdirSync(dir)) {
+    const m = /\.tmp-(\d+)$/.exec(name);
+    if (m && Number(m[1]) !== process.pid) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+/** The test-only kill points (see the top of this file). */
+function testKillPoint(when: 'AFTER' | 'DURING', step: number): void {
+  if (process.env[`FLEXTOK_TEST_KILL_${when}_CHECKPOINT`] === String(step)) process.kill(process.pid, 'SIGKILL');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,7 +217,8 @@ const f32 = (t: Float32Array, shape: readonly number[]): TensorData => ({ dtype:
 /** Write the checkpoint atomically (a kill at any moment leaves the previous one intact). */
 export function saveCheckpoint(file: string, parts: CheckpointParts): void {
   const tensors = new Map<string, TensorData>();
-  for (const [name, t] of parts.named) tensors.set(`model/${name}`, f32(Float32Array.from(t.f), t.shape));
+  // No copy needed for float32 weights: encodeSafetensors below copies every tensor into the file's bytes.
+  for (const [name, t] of parts.named) tensors.set(`model/${name}`, f32(t.f instanceof Float32Array ? t.f : Float32Array.from(t.f), t.shape));
   const shapes = new Map(parts.named.map(([n, t]) => [n, t.shape]));
   const opt = parts.optimizer.getState();
   if (opt.slots.length !== parts.optimNames.length) throw new Error(`saveCheckpoint: ${opt.slots.length} optimizer slots for ${parts.optimNames.length} names`);
@@ -178,7 +237,9 @@ export function saveCheckpoint(file: string, parts: CheckpointParts): void {
   const rngs: Record<string, RngState> = {};
   for (const [k, r] of Object.entries(parts.rngs)) rngs[k] = r.getState();
   const header: CheckpointHeader = { format: CHECKPOINT_FORMAT, step: parts.step, optimizerStep: parts.optimizer.stepCount, rngs, loader: parts.loader.getState(), meta: parts.meta };
-  writeSafetensors(file, tensors, { flextok_train: JSON.stringify(header) });
+  const bytes = encodeSafetensors(tensors, { flextok_train: JSON.stringify(header) });
+  writeFileAtomic(file, bytes, () => testKillPoint('DURING', parts.step));
+  testKillPoint('AFTER', parts.step);
 }
 
 /** The header of a checkpoint (step, meta) without restoring anything. */

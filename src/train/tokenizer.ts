@@ -28,7 +28,7 @@ import { openDataset, sampleBatch } from './data.js';
 import { exportedFlexTokConfig, exportTokenizer, type ExportVae } from './export.js';
 import { decays, initDecoder, initEncoder } from './init.js';
 import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
-import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
+import { JsonlLog, loadCheckpoint, removeStaleTempFiles, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
 
 /** σ → shift·σ / (1 + (shift − 1)·σ) in float32 (identity for shift 1): more weight on high noise for shift > 1. */
 export function shiftTimesteps(sigmas: number[], shift: number): number[] {
@@ -328,6 +328,7 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
   let imagesSeen = 0;
   if (opts.resume) {
     if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
+    removeStaleTempFiles(paths.dir); // left by a process killed mid-write
     const r = loadCheckpoint(paths.checkpoint, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader });
     trainer.step = r.step;
     elapsedBefore = Number(r.meta.elapsedSeconds ?? 0);

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import type { VaeTrainConfig } from './config.js';
 import { openDataset, sampleBatch } from './data.js';
 import { exportDiffusersVae } from './export.js';
-import { JsonlLog, loadCheckpoint, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
+import { JsonlLog, loadCheckpoint, removeStaleTempFiles, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
 
 
 export interface VaeStepStats {
@@ -160,6 +160,8 @@ export async function runVaeTraining(opts: VaeRunOptions): Promise<VaeTrainer> {
   let imagesSeen = 0;
   if (opts.resume) {
     if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
+    removeStaleTempFiles(paths.dir); // left by a process killed mid-write
+    removeStaleTempFiles(path.join(paths.dir, 'vae'));
     const r = loadCheckpoint(paths.checkpoint, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader });
     trainer.step = r.step;
     elapsedBefore = Number(r.meta.elapsedSeconds ?? 0);
