@@ -1,5 +1,12 @@
-// Runs the test suite: every test file once on the default backend (native when built), then the
-// engine's op/kernel/autograd tests a second time on the pure TypeScript backend (FLEXTOK_BACKEND=js).
+// Runs the test suite in passes, each on one backend that a probe subprocess confirms before the pass runs:
+//   1. every test file on the native backend (FLEXTOK_BACKEND=native, so nothing can fall back to JS);
+//      the run FAILS when the native addon is not built or does not load;
+//   2. the engine tests (ops, kernels, autograd, optimizers, toy training) and the golden-parity and model
+//      tests (tokenizer, VAE, end to end, pixel-space checkpoints) again on the pure TypeScript backend.
+// `FLEXTOK_BACKEND=js npm test` asks for the TypeScript backend only: one pass of every file on it, with no
+// native addon required (tests of the addon itself skip when it is missing, and run when it loads).
+// Each pass's header names its backend, ISA and thread count (FLEXTOK_ISA and FLEXTOK_THREADS are honoured).
+// Arguments: test files to run instead of all of test/ (each still goes through the passes that take it).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -16,18 +23,76 @@ function find(dir) {
 }
 const only = process.argv.slice(2);
 const all = only.length ? only : find(path.join(root, 'test'));
-// Files whose names start with these prefixes exercise the engine and run on both backends.
-const engine = all.filter((f) => /^test\/(engine|ops|nn|kernels|autograd|optim|train_toy)[^/]*\.test\.ts$/.test(f));
+// Files that also run on the pure TypeScript backend: the engine tests, and the golden parity / model tests
+// (measured on FLEXTOK_BACKEND=js with 2 cores: tokenizer_parity 12 s, model_e2e 4 s, vae 2 s, the rest ~1 s).
+const jsPassFiles = all.filter((f) =>
+  /^test\/(engine|ops|nn|kernels|autograd|optim|train_toy|tokenizer_parity|vae|model_e2e|model_pixel|checkpoint)[^/]*\.test\.ts$/.test(f));
 
-function run(files, env, label) {
-  if (files.length === 0) return 0;
-  console.log(`\n=== ${label}: ${files.length} test files ===`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
-    cwd: root, stdio: 'inherit', env: { ...process.env, ...env },
+const requested = process.env.FLEXTOK_BACKEND ?? '';
+if (!['', 'auto', 'native', 'js'].includes(requested)) {
+  console.error(`[run-tests] unknown FLEXTOK_BACKEND=${requested}: use native (the default) or js (TypeScript backend only)`);
+  process.exit(1);
+}
+const jsOnly = requested === 'js';
+
+/** What the tests will run on with this backend request: { info } from backendInfo(), or { error }. */
+function probe(backend) {
+  const code = `
+    import { backendInfo, nativeUnavailableReason } from './src/tensor/backend.js';
+    let out;
+    try { out = { info: backendInfo() }; } catch (e) { out = { error: nativeUnavailableReason() ?? e.message }; }
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: root, encoding: 'utf8', env: { ...process.env, FLEXTOK_BACKEND: backend },
   });
-  return r.status ?? 1;
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    return { error: `the backend probe failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}` };
+  }
 }
 
-let status = run(all, {}, 'default backend');
-status |= run(engine, { FLEXTOK_BACKEND: 'js' }, 'pure TypeScript backend (FLEXTOK_BACKEND=js)');
-process.exit(status ? 1 : 0);
+function describeInfo(info) {
+  const threads = `${info.threads} thread${info.threads === 1 ? '' : 's'}`;
+  return info.name === 'native' ? `native backend (ISA ${info.isa}, ${threads})` : `pure TypeScript backend (FLEXTOK_BACKEND=js, ${threads})`;
+}
+
+const passes = jsOnly
+  ? [{ backend: 'js', files: all, note: 'ONLY this backend (FLEXTOK_BACKEND=js was set: no native pass, native addon not required)' }]
+  : [{ backend: 'native', files: all }, { backend: 'js', files: jsPassFiles }];
+
+const summary = [];
+let failed = false;
+for (const pass of passes) {
+  if (pass.files.length === 0) continue;
+  const p = probe(pass.backend);
+  if (p.error || !p.info) {
+    const why = p.error ?? 'the backend probe printed nothing';
+    console.error(`\n[run-tests] FAIL: cannot run the ${pass.backend} pass: ${why}`);
+    if (pass.backend === 'native') {
+      console.error('[run-tests] `npm test` requires the native addon. To test the pure TypeScript backend only, run `FLEXTOK_BACKEND=js npm test`.');
+    }
+    summary.push(`${pass.backend} pass: NOT RUN (${why})`);
+    failed = true;
+    continue;
+  }
+  if (p.info.name !== pass.backend) {
+    const why = `the probe reports backend ${p.info.name} for a pass that claims ${pass.backend}`;
+    console.error(`\n[run-tests] FAIL: ${why}`);
+    summary.push(`${pass.backend} pass: NOT RUN (${why})`);
+    failed = true;
+    continue;
+  }
+  const label = describeInfo(p.info);
+  console.log(`\n=== ${label}${pass.note ? ` — ${pass.note}` : ''}: ${pass.files.length} test files ===`);
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...pass.files], {
+    cwd: root, stdio: 'inherit', env: { ...process.env, FLEXTOK_BACKEND: pass.backend },
+  });
+  const status = r.status ?? 1;
+  if (status !== 0) failed = true;
+  summary.push(`${label}: ${pass.files.length} files, ${((Date.now() - t0) / 1000).toFixed(1)} s, ${status === 0 ? 'passed' : `FAILED (exit ${status})`}`);
+}
+console.log(`\n=== summary ===\n${summary.join('\n')}`);
+process.exit(failed ? 1 : 0);

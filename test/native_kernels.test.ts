@@ -1,16 +1,23 @@
 // Tests of the native C++ kernels (src/tensor/backend_native.ts → native/): every kernel against a naive
 // float64 loop written here, on odd sizes that hit edge tiles, on every instruction set the CPU has.
-// Skipped when the addon is not built.
+// A missing or unloadable addon FAILS the first test (the rest skip); only an explicit TypeScript-only run
+// (FLEXTOK_BACKEND=js) skips them all.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { jsOnlyRequested, nativeUnavailableReason } from '../src/tensor/backend.js';
 import { loadNativeKernels, nativeAddon, nativeThreads } from '../src/tensor/backend_native.js';
 import type { AttentionArgs, BinaryOp, Conv2dGeom, GemmArgs, Kernels, UnaryOp } from '../src/tensor/kernels.js';
 import { jsKernels } from '../src/tensor/kernels_js/index.js';
 
 const K = loadNativeKernels() as Kernels;
 const addon = nativeAddon();
-const skip = K === null || addon === null ? 'native addon not built' : false;
+const missing = nativeUnavailableReason();
+const skip = missing === null ? false : jsOnlyRequested() ? 'FLEXTOK_BACKEND=js (TypeScript-only run) and no native addon' : 'native addon unavailable';
+
+test('the native addon is built and loads', { skip: missing !== null && jsOnlyRequested() ? skip : false }, () => {
+  assert.equal(missing, null, `${missing}. Tests of the native kernels need it; only FLEXTOK_BACKEND=js skips them.`);
+});
 
 /** Instruction sets to run each kernel on (the CPU's best and everything below it). */
 function isas(): Array<'avx512' | 'avx2' | 'scalar'> {

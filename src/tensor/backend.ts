@@ -1,10 +1,11 @@
 // The backend choice: which `Kernels` implementation the tensor ops run on (the only global state).
 // FLEXTOK_BACKEND=js forces the pure TypeScript kernels, =native requires the C++ addon,
-// unset picks native when the addon is built and falls back to JS otherwise.
+// unset picks native when the addon is built and falls back to JS otherwise (`npm test` allows no such
+// fallback: scripts/run-tests.mjs runs its native pass with FLEXTOK_BACKEND=native).
 
 import type { Kernels } from './kernels.js';
 import { jsKernels } from './kernels_js/index.js';
-import { loadNativeKernels } from './backend_native.js';
+import { loadNativeKernels, nativeAddon, nativeLoadError } from './backend_native.js';
 
 export type BackendName = 'js' | 'native';
 
@@ -38,4 +39,38 @@ export function setBackend(name: BackendName): void {
 
 export function backendName(): BackendName {
   return kernels().name;
+}
+
+/** Why the native addon cannot be used (not built, or built but failing to load), or null when it loads. */
+export function nativeUnavailableReason(): string | null {
+  if (loadNativeKernels() !== null) return null;
+  const err = nativeLoadError();
+  return err !== null
+    ? `the native addon is built but does not load (${err}); rebuild it with \`npm run build:native\``
+    : 'the native addon is not built (native/build/Release/flextok_native.node is missing); ' +
+        'run `npm run build:native` (needs g++, make and Node headers)';
+}
+
+/** True when the environment explicitly asks for the pure TypeScript kernels only (FLEXTOK_BACKEND=js):
+ * the one case where tests of the native addon may skip instead of failing when it is missing. */
+export function jsOnlyRequested(): boolean {
+  return process.env.FLEXTOK_BACKEND === 'js';
+}
+
+export interface BackendInfo {
+  name: BackendName;
+  /** instruction set the native kernels run with (FLEXTOK_ISA caps it); null on the JS backend */
+  isa: string | null;
+  /** best instruction set of this CPU; null on the JS backend */
+  cpuIsa: string | null;
+  /** native thread-pool size (FLEXTOK_THREADS sets it); the JS kernels run on 1 thread */
+  threads: number;
+}
+
+/** The backend in use, with the native ISA and thread count (for test headers and logs). */
+export function backendInfo(): BackendInfo {
+  const name = backendName();
+  const addon = name === 'native' ? nativeAddon() : null;
+  const isa = addon?.isa() ?? null;
+  return { name, isa: isa?.active ?? null, cpuIsa: isa?.cpu ?? null, threads: addon ? addon.getThreads() : 1 };
 }
