@@ -224,6 +224,92 @@ FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t 
       for (int r = 0; r < R; r++) dst[pn * kcPad * R + kk * R + r] = 0.f;
 }
 
+/** 8x8 in-register transpose: r[i] row i in, r[j] column j out. */
+FT_AVX2 inline void transpose8_avx2(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; g++) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+FT_AVX2 inline __m256i avx2_lanes_below(int64_t n) {
+  const int c = n < 0 ? 0 : n > 8 ? 8 : int(n);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/** AVX2 packing of op(X) rows [i0, i0+rows) x cols [p0, p0+kc) into R-row panels (R = 6 or 16); same layout
+ * as pack_rows_generic. */
+template <int R>
+FT_AVX2 void pack_rows_avx2(bool trans, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+                            int64_t kcPad, float* dst) {
+  static_assert(R == 6 || R == 16, "panel width");
+  const int64_t panels = (rows + R - 1) / R;
+  if (trans) {
+    // the R values of a panel are contiguous in memory for each kk
+    for (int64_t pn = 0; pn < panels; pn++) {
+      const int64_t rr = std::min<int64_t>(R, rows - pn * R);
+      float* d = dst + pn * kcPad * R;
+      const float* s = x + p0 * ld + i0 + pn * R;
+      if (R == 16) {
+        const __m256i m0 = avx2_lanes_below(rr), m1 = avx2_lanes_below(rr - 8);
+        for (int64_t kk = 0; kk < kc; kk++, s += ld) {
+          if (rr == 16) {
+            _mm256_store_ps(d + kk * 16, _mm256_loadu_ps(s));
+            _mm256_store_ps(d + kk * 16 + 8, _mm256_loadu_ps(s + 8));
+          } else {
+            _mm256_store_ps(d + kk * 16, _mm256_maskload_ps(s, m0));
+            _mm256_store_ps(d + kk * 16 + 8, _mm256_maskload_ps(s + 8, m1));
+          }
+        }
+      } else {
+        const __m256i m = avx2_lanes_below(rr), m6 = avx2_lanes_below(6);
+        for (int64_t kk = 0; kk < kc; kk++, s += ld) _mm256_maskstore_ps(d + kk * 6, m6, _mm256_maskload_ps(s, m));
+      }
+    }
+  } else {
+    // each panel row is contiguous along k: transpose 8x8 blocks
+    for (int64_t pn = 0; pn < panels; pn++) {
+      const int64_t ip = pn * R;
+      const int64_t rr = std::min<int64_t>(R, rows - ip);
+      float* d = dst + pn * kcPad * R;
+      for (int64_t rbase = 0; rbase < R; rbase += 8) {
+        const int64_t rcount = std::min<int64_t>(8, std::max<int64_t>(0, rr - rbase));
+        const int64_t width = std::min<int64_t>(8, R - rbase);  // lanes of the panel row this group fills
+        const __m256i wm = avx2_lanes_below(width);
+        const float* src[8];
+        for (int r = 0; r < 8; r++) src[r] = r < rcount ? x + (i0 + ip + rbase + r) * ld + p0 : nullptr;
+        for (int64_t kk = 0; kk < kc; kk += 8) {
+          const int64_t kn = std::min<int64_t>(8, kc - kk);
+          const __m256i km = avx2_lanes_below(kn);
+          __m256 v[8];
+          for (int r = 0; r < 8; r++)
+            v[r] = !src[r] ? _mm256_setzero_ps() : kn == 8 ? _mm256_loadu_ps(src[r] + kk) : _mm256_maskload_ps(src[r] + kk, km);
+          transpose8_avx2(v);
+          for (int j = 0; j < kn; j++) {
+            float* o = d + (kk + j) * R + rbase;
+            if (width == 8) _mm256_storeu_ps(o, v[j]);
+            else _mm256_maskstore_ps(o, wm, v[j]);
+          }
+        }
+      }
+    }
+  }
+  for (int64_t pn = 0; pn < panels; pn++)
+    for (int64_t kk = kc; kk < kcPad; kk++)
+      for (int r = 0; r < R; r++) dst[pn * kcPad * R + kk * R + r] = 0.f;
+}
+
 /** Converts packed fp32 rows (pairs of W-float rows) at src into W bf16-pair words at dst: word = lo | hi << 16. */
 FT_AVX512 void pairs_to_bf16_avx512(const float* buf, int64_t npairs, int W, float* dst) {
   uint32_t* out = reinterpret_cast<uint32_t*>(dst);
@@ -491,10 +577,16 @@ void packB_avx512(bool t, const float* x, int64_t ld, int64_t j0, int64_t cols, 
   pack_rows_avx512<32>(!t, x, ld, j0, cols, p0, kc, kcPad, d);
 }
 #endif
-void packA_6(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kcPad,
-             float* d) {
-  pack_rows_generic<6>(t, x, ld, i0, rows, p0, kc, kcPad, d);
+#if FT_X86
+void packA_avx2(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kcPad,
+                float* d) {
+  pack_rows_avx2<6>(t, x, ld, i0, rows, p0, kc, kcPad, d);
 }
+void packB_avx2(bool t, const float* x, int64_t ld, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t kcPad,
+                float* d) {
+  pack_rows_avx2<16>(!t, x, ld, j0, cols, p0, kc, kcPad, d);
+}
+#endif
 void packB_16(bool t, const float* x, int64_t ld, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t kcPad,
               float* d) {
   pack_rows_generic<16>(!t, x, ld, j0, cols, p0, kc, kcPad, d);
@@ -520,7 +612,7 @@ struct Families {
     avx512bf16 = KernelSet{14, 32, {}, true, false, false, packA_avx512, packB_avx512,
                            {mc / 14 * 14, nc / 32 * 32, env_int("FLEXTOK_GEMM_KC_BF16", 768) / 2 * 2}};
     fill_table<Avx512Bf16>(avx512bf16.ukr, std::make_integer_sequence<int, 14>{});
-    avx2 = KernelSet{6, 16, {}, false, false, true, packA_6, packB_16, blocking_for(6, 16, caches)};
+    avx2 = KernelSet{6, 16, {}, false, false, true, packA_avx2, packB_avx2, blocking_for(6, 16, caches)};
     fill_table<Avx2F32>(avx2.ukr, std::make_integer_sequence<int, 6>{});
     avx2emu = avx2;
     avx2emu.emulateBf16 = true;
