@@ -9,6 +9,7 @@ import { pullSpec, runPull } from './pull.js';
 import { reconstructSpec, runReconstruct } from './reconstruct.js';
 import { runTokenize, tokenizeSpec } from './tokenize.js';
 import { runTrainTokenizer, runTrainVae, trainTokenizerSpec, trainVaeSpec } from '../train/cli.js';
+import { describeBackend } from '../tensor/backend.js';
 
 interface Command {
   spec: CommandSpec;
@@ -60,7 +61,7 @@ export function toolHelp(): string {
     '',
     'Options:',
     '  -h, --help     show help (also: flextok <command> --help)',
-    '  -v, --version  show the version',
+    '  -v, --version  show the version and the engine it runs on (back end, ISA, threads)',
     '',
     'Environment: FLEXTOK_CACHE (hub cache root), HF_ENDPOINT (hub endpoint), HF_TOKEN (hub token for gated repositories),',
     'FLEXTOK_DEBUG=1 (stack traces on errors), FLEXTOK_BACKEND=js (pure TypeScript kernels).',
@@ -81,7 +82,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (name === '-v' || name === '--version') {
-    print(version());
+    print(`flextok ${version()} (Node ${process.version}, ${process.platform}-${process.arch})`);
+    print(`engine: ${describeBackend()}`);
     return 0;
   }
   const command = COMMANDS.find((c) => c.spec.name === name);

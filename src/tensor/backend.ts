@@ -11,8 +11,23 @@ export type BackendName = 'js' | 'native';
 
 let current: Kernels | null = null;
 
+/** Said once, on stderr, when the automatic choice falls back to the TypeScript kernels: why, and the fix. */
+function warnFallback(): void {
+  if (process.env.FLEXTOK_QUIET_BACKEND === '1') return;
+  process.stderr.write(
+    `flextok: running on the pure TypeScript kernels, 10–20× slower than the native ones: ${nativeUnavailableReason()}.\n` +
+      '  Fix: install g++, make and the Node headers, then `npm rebuild flextok` (in this repository: `npm run build:native`).\n' +
+      '  Set FLEXTOK_BACKEND=js to choose the TypeScript kernels on purpose (and silence this).\n',
+  );
+}
+
 function choose(name: string | undefined): Kernels {
-  if (name === undefined || name === '' || name === 'auto') return loadNativeKernels() ?? jsKernels;
+  if (name === undefined || name === '' || name === 'auto') {
+    const native = loadNativeKernels();
+    if (native) return native;
+    warnFallback();
+    return jsKernels;
+  }
   if (name === 'js') return jsKernels;
   if (name === 'native') {
     const k = loadNativeKernels();
@@ -47,7 +62,7 @@ export function nativeUnavailableReason(): string | null {
   const err = nativeLoadError();
   return err !== null
     ? `the native addon is built but does not load (${err}); rebuild it with \`npm run build:native\``
-    : 'the native addon is not built (native/build/Release/flextok_native.node is missing); ' +
+    : `the native addon is not built (${process.env.FLEXTOK_NATIVE_ADDON ?? 'native/build/Release/flextok_native.node'} is missing); ` +
         'run `npm run build:native` (needs g++, make and Node headers)';
 }
 
@@ -65,6 +80,14 @@ export interface BackendInfo {
   cpuIsa: string | null;
   /** native thread-pool size (FLEXTOK_THREADS sets it); the JS kernels run on 1 thread */
   threads: number;
+}
+
+/** One line for `flextok --version` and logs: "native (ISA avx2, CPU avx2, 2 threads)" or "js (…why)". */
+export function describeBackend(): string {
+  const info = backendInfo();
+  if (info.name === 'native') return `native C++ kernels (ISA ${info.isa}, CPU ${info.cpuIsa}, ${info.threads} threads)`;
+  const why = nativeUnavailableReason();
+  return `pure TypeScript kernels (1 thread)${why ? `: ${why}` : ' (FLEXTOK_BACKEND=js)'}`;
 }
 
 /** The backend in use, with the native ISA and thread count (for test headers and logs). */

@@ -76,8 +76,9 @@ const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'flextok_native.n
 /** Where the addon should be: <repo>/native/... seen from src/tensor/ (tsx) or dist/src/tensor/ (compiled). */
 function addonCandidates(): string[] {
   const here = path.dirname(fileURLToPath(import.meta.url));
+  // FLEXTOK_NATIVE_ADDON names the one file to load (another build; tests use it to simulate a missing one)
+  if (process.env.FLEXTOK_NATIVE_ADDON) return [path.resolve(process.env.FLEXTOK_NATIVE_ADDON)];
   const out: string[] = [];
-  if (process.env.FLEXTOK_NATIVE_ADDON) out.push(process.env.FLEXTOK_NATIVE_ADDON);
   out.push(path.resolve(here, '..', '..', ADDON_RELATIVE));
   out.push(path.resolve(here, '..', '..', '..', ADDON_RELATIVE));
   return out;
