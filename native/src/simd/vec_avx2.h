@@ -87,6 +87,25 @@ FT_FN V vcopysign(V mag, V sgn) {
   return V{_mm256_or_ps(_mm256_andnot_ps(s, mag.v), _mm256_and_ps(s, sgn.v))};
 }
 
+/** In-place transpose of a W x W block: r[i] holds row i before, column i after. */
+FT_FN void vtranspose(V r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+  }
+  for (int g = 0; g < 2; g++) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    r[c].v = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[4 + c].v = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
 FT_FN D dzero() { return D{_mm256_setzero_pd()}; }
 FT_FN D dset(double x) { return D{_mm256_set1_pd(x)}; }
 FT_FN D dlo(V a) { return D{_mm256_cvtps_pd(_mm256_castps256_ps128(a.v))}; }

@@ -65,6 +65,30 @@ FT_FN V vcopysign(V mag, V sgn) {
   return V{_mm512_castsi512_ps(_mm512_ternarylogic_epi32(s, _mm512_castps_si512(sgn.v), _mm512_castps_si512(mag.v), 0xCA))};
 }
 
+/** In-place transpose of a W x W block: r[i] holds row i before, column i after. */
+FT_FN void vtranspose(V r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+  }
+  for (int g = 0; g < 4; g++) {
+    const __m512 lo01 = t[4 * g], hi01 = t[4 * g + 1], lo23 = t[4 * g + 2], hi23 = t[4 * g + 3];
+    u[4 * g + 0] = _mm512_shuffle_ps(lo01, lo23, 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(lo01, lo23, 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(hi01, hi23, 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(hi01, hi23, 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    const __m512 x0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), x1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    const __m512 x2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), x3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    r[c].v = _mm512_shuffle_f32x4(x0, x2, 0x88);
+    r[4 + c].v = _mm512_shuffle_f32x4(x0, x2, 0xDD);
+    r[8 + c].v = _mm512_shuffle_f32x4(x1, x3, 0x88);
+    r[12 + c].v = _mm512_shuffle_f32x4(x1, x3, 0xDD);
+  }
+}
+
 FT_FN D dzero() { return D{_mm512_setzero_pd()}; }
 FT_FN D dset(double x) { return D{_mm512_set1_pd(x)}; }
 FT_FN D dlo(V a) { return D{_mm512_cvtps_pd(_mm512_castps512_ps256(a.v))}; }

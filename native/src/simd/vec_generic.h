@@ -75,6 +75,16 @@ FT_FN V vpow2i(V n) {
 }
 FT_FN V vcopysign(V mag, V sgn) { V r; FT_LANES(i) r.v[i] = std::copysign(mag.v[i], sgn.v[i]); return r; }
 
+/** In-place transpose of a W x W block: r[i] holds row i before, column i after. */
+FT_FN void vtranspose(V r[4]) {
+  for (int i = 0; i < 4; i++)
+    for (int j = i + 1; j < 4; j++) {
+      const float t = r[i].v[j];
+      r[i].v[j] = r[j].v[i];
+      r[j].v[i] = t;
+    }
+}
+
 FT_FN D dzero() { return D{{0.0, 0.0}}; }
 FT_FN D dset(double x) { return D{{x, x}}; }
 FT_FN D dlo(V a) { return D{{double(a.v[0]), double(a.v[1])}}; }

@@ -87,6 +87,15 @@ FT_FN V vcopysign(V mag, V sgn) {
   return V{vbslq_f32(vdupq_n_u32(0x80000000u), sgn.v, mag.v)};
 }
 
+/** In-place transpose of a W x W block: r[i] holds row i before, column i after. */
+FT_FN void vtranspose(V r[4]) {
+  const float32x4x2_t a = vtrnq_f32(r[0].v, r[1].v), b = vtrnq_f32(r[2].v, r[3].v);
+  r[0].v = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
+  r[1].v = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
+  r[2].v = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
+  r[3].v = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+}
+
 FT_FN D dzero() { return D{vdupq_n_f64(0.0)}; }
 FT_FN D dset(double x) { return D{vdupq_n_f64(x)}; }
 FT_FN D dlo(V a) { return D{vcvt_f64_f32(vget_low_f32(a.v))}; }

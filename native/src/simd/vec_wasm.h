@@ -1,6 +1,9 @@
 // WebAssembly SIMD128 back end of the SIMD vocabulary (see README.md): 4 float lanes in a v128_t, masks
 // as all-ones/zero i32 lanes. Built with clang --target=wasm32 -msimd128; FT_FN is plain `static inline`.
-// WebAssembly SIMD has no fused multiply-add in its base set: vfma is a multiply then an add.
+// WebAssembly SIMD has no fused multiply-add in its base set. vfma is a multiply then an add (polynomials and
+// sums do not need it fused); vfms and vfnma are fused in effect: the kernels use them as exact error terms
+// (vfms(a, a, a*a) in erfc, x/sqrt2 in double-float, 1 - y*y in tanh'), so they go through f64, where an
+// f32 x f32 product is exact (one f64 rounding of the sum, then one to f32). Checked by native/test/kernel_test.cc.
 #pragma once
 
 #include <wasm_simd128.h>
@@ -37,8 +40,20 @@ FT_FN V operator-(V a, V b) { return V{wasm_f32x4_sub(a.v, b.v)}; }
 FT_FN V operator*(V a, V b) { return V{wasm_f32x4_mul(a.v, b.v)}; }
 FT_FN V operator/(V a, V b) { return V{wasm_f32x4_div(a.v, b.v)}; }
 FT_FN V vfma(V a, V b, V c) { return V{wasm_f32x4_add(wasm_f32x4_mul(a.v, b.v), c.v)}; }
-FT_FN V vfnma(V a, V b, V c) { return V{wasm_f32x4_sub(c.v, wasm_f32x4_mul(a.v, b.v))}; }
-FT_FN V vfms(V a, V b, V c) { return V{wasm_f32x4_sub(wasm_f32x4_mul(a.v, b.v), c.v)}; }
+/** NEG ? c - a·b : a·b - c, the product exact (in f64) */
+template <bool NEG>
+FT_FN V fused_sub_f64(V a, V b, V c) {
+  const v128_t ah = wasm_i32x4_shuffle(a.v, a.v, 2, 3, 2, 3), bh = wasm_i32x4_shuffle(b.v, b.v, 2, 3, 2, 3);
+  const v128_t ch = wasm_i32x4_shuffle(c.v, c.v, 2, 3, 2, 3);
+  const v128_t pl = wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(a.v), wasm_f64x2_promote_low_f32x4(b.v));
+  const v128_t ph = wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(ah), wasm_f64x2_promote_low_f32x4(bh));
+  const v128_t cl = wasm_f64x2_promote_low_f32x4(c.v), chd = wasm_f64x2_promote_low_f32x4(ch);
+  const v128_t lo = NEG ? wasm_f64x2_sub(cl, pl) : wasm_f64x2_sub(pl, cl);
+  const v128_t hi = NEG ? wasm_f64x2_sub(chd, ph) : wasm_f64x2_sub(ph, chd);
+  return V{wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(lo), wasm_f32x4_demote_f64x2_zero(hi), 0, 1, 4, 5)};
+}
+FT_FN V vfnma(V a, V b, V c) { return fused_sub_f64<true>(a, b, c); }
+FT_FN V vfms(V a, V b, V c) { return fused_sub_f64<false>(a, b, c); }
 FT_FN V vneg(V a) { return V{wasm_f32x4_neg(a.v)}; }
 FT_FN V vabs(V a) { return V{wasm_f32x4_abs(a.v)}; }
 FT_FN V vsqrt(V a) { return V{wasm_f32x4_sqrt(a.v)}; }
@@ -84,6 +99,16 @@ FT_FN V vpow2i(V n) {
 }
 FT_FN V vcopysign(V mag, V sgn) {
   return V{wasm_v128_bitselect(sgn.v, mag.v, wasm_i32x4_splat(int32_t(0x80000000u)))};
+}
+
+/** In-place transpose of a W x W block: r[i] holds row i before, column i after. */
+FT_FN void vtranspose(V r[4]) {
+  const v128_t t0 = wasm_i32x4_shuffle(r[0].v, r[1].v, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r[0].v, r[1].v, 2, 6, 3, 7);
+  const v128_t t2 = wasm_i32x4_shuffle(r[2].v, r[3].v, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r[2].v, r[3].v, 2, 6, 3, 7);
+  r[0].v = wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5);
+  r[1].v = wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7);
+  r[2].v = wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5);
+  r[3].v = wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7);
 }
 
 FT_FN D dzero() { return D{wasm_f64x2_splat(0.0)}; }
