@@ -110,7 +110,7 @@ function fmt(x: number | undefined, digits: number): string {
 export function formatTable(rows: BenchRow[]): string {
   const header = ['benchmark', 'thr', 'best ms', 'median ms', 'GFLOP/s', '% peak', 'note'];
   const body = rows.map((r) => [
-    r.name, String(r.threads), fmt(r.ms, r.ms !== undefined && r.ms < 1 ? 3 : 2), fmt(r.medianMs, r.medianMs !== undefined && r.medianMs < 1 ? 3 : 2),
+    r.name, r.threads ? String(r.threads) : "-", fmt(r.ms, r.ms !== undefined && r.ms < 1 ? 3 : 2), fmt(r.medianMs, r.medianMs !== undefined && r.medianMs < 1 ? 3 : 2),
     fmt(r.gflops, 1), fmt(r.pctPeak, 1), r.note ?? '',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));

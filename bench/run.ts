@@ -1,6 +1,8 @@
 // Engine benchmark (`npm run bench`, `npm run bench -- --json`): the machine's FMA peak, sgemm and bf16 GEMM
 // rates as % of that peak, fused attention, layernorm and a whole transformer block. Asserts nothing.
 // Options: --json (JSON on stdout), --quick (shorter runs), --only=<substring> (entries whose name matches).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { loadNativeKernels } from '../src/tensor/backend_native.js';
 import type { GemmArgs, Kernels } from '../src/tensor/kernels.js';
 import { Rng, Tensor, setBackend } from '../src/tensor/index.js';
@@ -170,6 +172,25 @@ const blockEntry: BenchEntry = {
   },
 };
 
+/** Documentation only: the side-by-side against the official PyTorch code is ../shared/anchor/vs-pytorch.sh
+ * (same machine, same shapes, one run); this row repeats its last recorded result (bench/vs-pytorch.json,
+ * written by hand from that script's output) so the table says where to look. It measures nothing. */
+const vsPytorchEntry: BenchEntry = {
+  name: 'vs PyTorch',
+  needsNative: false,
+  run() {
+    const file = new URL('./vs-pytorch.json', import.meta.url);
+    let note = 'run `bash ../shared/anchor/vs-pytorch.sh` (official PyTorch on the same shapes and machine)';
+    const extra: Record<string, number | string> = {};
+    if (fs.existsSync(file)) {
+      const r = JSON.parse(fs.readFileSync(file, 'utf8')) as { date: string; cpu: string; isa: string; threads: number; encoder: number; decoder: number };
+      note = `last recorded ${r.date}, ${r.cpu} (${r.isa}, ${r.threads} thr): encoder ${r.encoder.toFixed(2)}x, decoder step ${r.decoder.toFixed(2)}x faster; rerun: bash ../shared/anchor/vs-pytorch.sh`;
+      Object.assign(extra, { recordedEncoderSpeedup: r.encoder, recordedDecoderSpeedup: r.decoder, recordedDate: r.date });
+    }
+    return [{ name: 'vs PyTorch (documentation, not measured here)', threads: 0, note, extra }];
+  },
+};
+
 /** Every benchmark, in order (later entries may use rates measured by earlier ones). Add new rows here. */
 export const entries: BenchEntry[] = [
   peakEntry,
@@ -180,6 +201,7 @@ export const entries: BenchEntry[] = [
   blockEntry,
   flextokD12Entry,
   trainStepEntry,
+  vsPytorchEntry,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +217,7 @@ async function main(): Promise<void> {
     else console.error(s);
   };
   const isa = ctx.addon?.isa();
-  log(`flextok engine benchmark — native addon: ${ctx.addon ? `yes (${isa!.active}${isa!.bf16 ? '+bf16' : ''})` : 'not built'}, threads: ${ctx.allThreads}`);
+  log(`flextok engine benchmark — ${os.cpus()[0]?.model ?? 'unknown CPU'}; native addon: ${ctx.addon ? `yes, ISA ${isa!.active}${isa!.bf16 ? '+bf16' : ''} (CPU ${isa!.cpu})` : 'not built'}, threads: ${ctx.allThreads}`);
   const rows: BenchRow[] = [];
   const skipped: string[] = [];
   // --only: the matching entries plus (transitively) the entries they depend on

@@ -274,8 +274,16 @@ FT_AVX2 void pack_rows_avx2(bool trans, const float* x, int64_t ld, int64_t i0, 
           }
         }
       } else {
+        // 6 values per kk: plain 8-wide loads and stores where they stay inside the source row / panel
+        // (masked stores are slow on AMD), masked ones at the edges; each 8-wide store's 2 extra lanes are
+        // overwritten by the next kk's store
         const __m256i m = avx2_lanes_below(rr), m6 = avx2_lanes_below(6);
-        for (int64_t kk = 0; kk < kc; kk++, s += ld) _mm256_maskstore_ps(d + kk * 6, m6, _mm256_maskload_ps(s, m));
+        const bool fullLoads = rr == 6 && i0 + pn * R + 8 <= ld;
+        for (int64_t kk = 0; kk < kc; kk++, s += ld) {
+          const __m256 v = fullLoads ? _mm256_loadu_ps(s) : _mm256_maskload_ps(s, m);
+          if (kk + 1 < kc) _mm256_storeu_ps(d + kk * 6, v);
+          else _mm256_maskstore_ps(d + kk * 6, m6, v);
+        }
       }
     }
   } else {
@@ -299,7 +307,8 @@ FT_AVX2 void pack_rows_avx2(bool trans, const float* x, int64_t ld, int64_t i0, 
           transpose8_avx2(v);
           for (int j = 0; j < kn; j++) {
             float* o = d + (kk + j) * R + rbase;
-            if (width == 8) _mm256_storeu_ps(o, v[j]);
+            // a 6-wide panel row: the 8-wide store's extra lanes land in the next kk's row (rewritten next)
+            if (width == 8 || kk + j + 1 < kc) _mm256_storeu_ps(o, v[j]);
             else _mm256_maskstore_ps(o, wm, v[j]);
           }
         }
