@@ -6,5 +6,6 @@ export * from './nn.js';
 export * from './rng.js';
 export * from './module.js';
 export * from './optim.js';
+export { BufferPool, unpooled, type BufferPoolOptions, type BufferPoolStats } from './pool.js';
 export { kernels, setBackend, backendName, type BackendName } from './backend.js';
 export type { Kernels, FArr } from './kernels.js';

@@ -5,10 +5,17 @@
 import { kernels } from './backend.js';
 import type { Conv2dGeom, FArr, GemmArgs } from './kernels.js';
 import { broadcastShapes, expandTo, normDim, permute, reshape, sumToShape } from './ops.js';
-import { allocData, record, sizeOf, Tensor } from './tensor.js';
+import { allocData, allocUninit, record, sizeOf, Tensor } from './tensor.js';
 
+/** A zero-filled tensor of x's dtype. */
 function newLike(x: Tensor, shape: readonly number[]): Tensor {
   return new Tensor(allocData(x.dtype, sizeOf(shape)), shape);
+}
+
+/** A tensor of x's dtype with unspecified contents (pool storage is not zeroed): only for outputs that
+ * a kernel overwrites (GEMM with beta = 0, norms, attention, segment FMA, ...) or a loop fills completely. */
+function newOut(x: Tensor, shape: readonly number[]): Tensor {
+  return new Tensor(allocUninit(x.dtype, sizeOf(shape)), shape);
 }
 
 function floatPair(a: Tensor, b: Tensor, op: string): void {
@@ -54,17 +61,17 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   // Rows of a 2-D b can be folded into one big GEMM.
   if (b.ndim === 2) {
     const rows = a.size / k;
-    const out = newLike(a, [...a.shape.slice(0, -1), n]);
+    const out = newOut(a, [...a.shape.slice(0, -1), n]);
     gemm(a.f, b.f, out.f, rows, n, k);
     return record(out, 'matmul', [a, b], (g) => {
       let ga: Tensor | null = null;
       let gb: Tensor | null = null;
       if (a.requiresGrad) {
-        ga = newLike(a, a.shape);
+        ga = newOut(a, a.shape);
         gemm(g.f, b.f, ga.f, rows, k, n, { transB: true });
       }
       if (b.requiresGrad) {
-        gb = newLike(b, b.shape);
+        gb = newOut(b, b.shape);
         gemm(a.f, g.f, gb.f, k, n, rows, { transA: true });
       }
       return [ga, gb];
@@ -73,18 +80,18 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const aB = sizeOf(a.shape.slice(0, -2)) === batch && a.ndim - 2 === batchShape.length ? a : a.ndim === 2 ? a : expandTo(a, aFull);
   const bB = sizeOf(b.shape.slice(0, -2)) === batch && b.ndim - 2 === batchShape.length ? b : expandTo(b, bFull);
   const strideA = aB.ndim === 2 ? 0 : m * k;
-  const out = newLike(a, [...batchShape, m, n]);
+  const out = newOut(a, [...batchShape, m, n]);
   gemm(aB.f, bB.f, out.f, m, n, k, { batch, strideA, strideB: k * n });
   return record(out, 'matmul', [a, b], (g) => {
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
     if (a.requiresGrad) {
-      const full = newLike(a, aFull);
+      const full = newOut(a, aFull);
       gemm(g.f, bB.f, full.f, m, k, n, { transB: true, batch, strideA: m * n, strideB: k * n, strideC: m * k });
       ga = sumToShape(full, a.shape);
     }
     if (b.requiresGrad) {
-      const full = newLike(b, bFull);
+      const full = newOut(b, bFull);
       gemm(aB.f, g.f, full.f, k, n, m, { transA: true, batch, strideA, strideB: m * n, strideC: k * n });
       gb = sumToShape(full, b.shape);
     }
@@ -100,7 +107,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: { 
   if (x.shape[x.ndim - 1] !== nIn) throw new Error(`linear: input has ${x.shape[x.ndim - 1]} features but weight expects ${nIn} ([${weight.shape.join(', ')}])`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== nOut)) throw new Error(`linear: bias must be [${nOut}], got [${bias.shape.join(', ')}]`);
   const rows = x.size / nIn;
-  const out = newLike(x, [...x.shape.slice(0, -1), nOut]);
+  const out = newOut(x, [...x.shape.slice(0, -1), nOut]);
   if (bias) {
     const o = out.f;
     const bd = bias.f;
@@ -111,17 +118,17 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: { 
   return record(out, 'linear', inputs, (g) => {
     const grads: (Tensor | null)[] = [null, null, null];
     if (x.requiresGrad) {
-      const gx = newLike(x, x.shape);
+      const gx = newOut(x, x.shape);
       gemm(g.f, weight.f, gx.f, rows, nIn, nOut);
       grads[0] = gx;
     }
     if (weight.requiresGrad) {
-      const gw = newLike(weight, weight.shape);
+      const gw = newOut(weight, weight.shape);
       gemm(g.f, x.f, gw.f, nOut, nIn, rows, { transA: true });
       grads[1] = gw;
     }
     if (bias && bias.requiresGrad) {
-      const gb = newLike(bias, bias.shape);
+      const gb = newOut(bias, bias.shape);
       kernels().sum(g.f, gb.f, 1, rows, nOut);
       grads[2] = gb;
     }
@@ -152,10 +159,10 @@ export function softmax(x: Tensor, dim = -1): Tensor {
   const { moved, perm } = lastDimView(x, dim);
   const cols = moved.shape[moved.ndim - 1];
   const rows = moved.size / cols;
-  const y = newLike(moved, moved.shape);
+  const y = newOut(moved, moved.shape);
   kernels().softmaxForward(moved.f, y.f, rows, cols);
   record(y, 'softmax', [moved], (g) => {
-    const dx = newLike(moved, moved.shape);
+    const dx = newOut(moved, moved.shape);
     kernels().softmaxBackward(y.f, g.f, dx.f, rows, cols);
     return [dx];
   });
@@ -166,10 +173,10 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
   const { moved, perm } = lastDimView(x, dim);
   const cols = moved.shape[moved.ndim - 1];
   const rows = moved.size / cols;
-  const y = newLike(moved, moved.shape);
+  const y = newOut(moved, moved.shape);
   kernels().logSoftmaxForward(moved.f, y.f, rows, cols);
   record(y, 'logSoftmax', [moved], (g) => {
-    const dx = newLike(moved, moved.shape);
+    const dx = newOut(moved, moved.shape);
     kernels().logSoftmaxBackward(y.f, g.f, dx.f, rows, cols);
     return [dx];
   });
@@ -191,7 +198,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: { ignoreInde
     if (t[i] < 0 || t[i] >= c) throw new Error(`crossEntropy: target ${t[i]} out of range [0, ${c})`);
     count++;
   }
-  const lsm = newLike(logits, logits.shape);
+  const lsm = newOut(logits, logits.shape);
   kernels().logSoftmaxForward(logits.f, lsm.f, n, c);
   let loss = 0;
   const ld = lsm.f;
@@ -226,15 +233,15 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   const rows = x.size / dim;
   if (weight && weight.size !== dim) throw new Error(`layerNorm: weight has ${weight.size} elements, expected ${dim}`);
   if (bias && bias.size !== dim) throw new Error(`layerNorm: bias has ${bias.size} elements, expected ${dim}`);
-  const y = newLike(x, x.shape);
-  const mean = newLike(x, [rows]);
-  const rstd = newLike(x, [rows]);
+  const y = newOut(x, x.shape);
+  const mean = newOut(x, [rows]);
+  const rstd = newOut(x, [rows]);
   kernels().layerNormForward(x.f, weight?.f ?? null, bias?.f ?? null, y.f, mean.f, rstd.f, rows, dim, eps);
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
   return record(y, 'layerNorm', inputs, (g) => {
-    const dx = newLike(x, x.shape);
-    const dw = weight ? newLike(weight, weight.shape) : null;
-    const db = bias ? newLike(bias, bias.shape) : null;
+    const dx = newOut(x, x.shape);
+    const dw = weight ? newOut(weight, weight.shape) : null;
+    const db = bias ? newOut(bias, bias.shape) : null;
     kernels().layerNormBackward(x.f, weight?.f ?? null, mean.f, rstd.f, g.f, dx.f, dw?.f ?? null, db?.f ?? null, rows, dim);
     return [dx, ...(dw ? [dw] : []), ...(db ? [db] : [])];
   });
@@ -259,12 +266,12 @@ function segmentFma(x: Tensor, a: Tensor, c: Tensor, seg: Tensor, cPerRow: boole
   for (let r = 0; r < rows; r++) {
     if (idx[r] < 0 || idx[r] >= segments) throw new Error(`${op}: segment index ${idx[r]} at row ${r} is outside [0, ${segments})`);
   }
-  const out = newLike(x, x.shape);
+  const out = newOut(x, x.shape);
   kernels().segmentFmaForward(x.f, a.f, c.f, idx, out.f, rows, dim, segments, cPerRow);
   return record(out, op, [x, a, c], (g) => {
-    const dx = x.requiresGrad ? newLike(x, x.shape) : null;
-    const da = a.requiresGrad ? newLike(a, a.shape) : null;
-    const dc = c.requiresGrad && !cPerRow ? newLike(c, c.shape) : null;
+    const dx = x.requiresGrad ? newOut(x, x.shape) : null;
+    const da = a.requiresGrad ? newOut(a, a.shape) : null;
+    const dc = c.requiresGrad && !cPerRow ? newOut(c, c.shape) : null;
     kernels().segmentFmaBackward(x.f, a.f, idx, g.f, dx?.f ?? null, da?.f ?? null, dc?.f ?? null, rows, dim, segments);
     return [dx, da, cPerRow ? (c.requiresGrad ? g : null) : dc];
   });
@@ -284,13 +291,13 @@ export function rmsNorm(x: Tensor, weight: Tensor | null = null, eps = 1e-5): Te
   const dim = x.shape[x.ndim - 1];
   const rows = x.size / dim;
   if (weight && weight.size !== dim) throw new Error(`rmsNorm: weight has ${weight.size} elements, expected ${dim}`);
-  const y = newLike(x, x.shape);
-  const rstd = newLike(x, [rows]);
+  const y = newOut(x, x.shape);
+  const rstd = newOut(x, [rows]);
   kernels().rmsNormForward(x.f, weight?.f ?? null, y.f, rstd.f, rows, dim, eps);
   const inputs = weight ? [x, weight] : [x];
   return record(y, 'rmsNorm', inputs, (g) => {
-    const dx = newLike(x, x.shape);
-    const dw = weight ? newLike(weight, weight.shape) : null;
+    const dx = newOut(x, x.shape);
+    const dw = weight ? newOut(weight, weight.shape) : null;
     kernels().rmsNormBackward(x.f, weight?.f ?? null, rstd.f, g.f, dx.f, dw?.f ?? null, rows, dim);
     return dw ? [dx, dw] : [dx];
   });
@@ -302,15 +309,15 @@ export function groupNorm(x: Tensor, groups: number, weight: Tensor | null = nul
   const [n, c] = x.shape;
   if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels are not divisible into ${groups} groups`);
   const spatial = x.size / (n * c);
-  const y = newLike(x, x.shape);
-  const mean = newLike(x, [n * groups]);
-  const rstd = newLike(x, [n * groups]);
+  const y = newOut(x, x.shape);
+  const mean = newOut(x, [n * groups]);
+  const rstd = newOut(x, [n * groups]);
   kernels().groupNormForward(x.f, weight?.f ?? null, bias?.f ?? null, y.f, mean.f, rstd.f, n, c, spatial, groups, eps);
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
   return record(y, 'groupNorm', inputs, (g) => {
-    const dx = newLike(x, x.shape);
-    const dw = weight ? newLike(weight, weight.shape) : null;
-    const db = bias ? newLike(bias, bias.shape) : null;
+    const dx = newOut(x, x.shape);
+    const dw = weight ? newOut(weight, weight.shape) : null;
+    const db = bias ? newOut(bias, bias.shape) : null;
     kernels().groupNormBackward(x.f, weight?.f ?? null, mean.f, rstd.f, g.f, dx.f, dw?.f ?? null, db?.f ?? null, n, c, spatial, groups);
     return [dx, ...(dw ? [dw] : []), ...(db ? [db] : [])];
   });
@@ -345,8 +352,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     else if (mask.length === batch * lq * lk) maskBatchStride = lq * lk;
     else throw new Error(`attention: mask has ${mask.length} entries; expected ${lq}×${lk} or ${batch}×${lq}×${lk}`);
   }
-  const out = newLike(q, q.shape);
-  const lse = newLike(q, [batch, heads, lq]);
+  const out = newOut(q, q.shape);
+  const lse = newOut(q, [batch, heads, lq]);
   const args = {
     q: q.f, k: k.f, v: v.f, out: out.f, lse: lse.f,
     batch, heads, lq, lk, headDim,
@@ -355,9 +362,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   };
   kernels().attentionForward(args);
   return record(out, 'attention', [q, k, v], (g) => {
-    const dq = newLike(q, q.shape);
-    const dk = newLike(k, k.shape);
-    const dv = newLike(v, v.shape);
+    const dq = newOut(q, q.shape);
+    const dk = newOut(k, k.shape);
+    const dv = newOut(v, v.shape);
     kernels().attentionBackward({ ...args, dOut: g.f, dq: dq.f, dk: dk.f, dv: dv.f });
     return [dq, dk, dv];
   });
@@ -422,7 +429,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const gemmArgs = (a: FArr, bArr: FArr, cArr: FArr, m: number, nn: number, k: number, tA: boolean, tB: boolean, lda: number, ldb: number, ldc: number, aOff: number, bOff: number, cOff: number, beta: number) =>
     ({ transA: tA, transB: tB, m, n: nn, k, alpha: 1, beta, a, aOffset: aOff, lda, strideA: 0, b: bArr, bOffset: bOff, ldb, strideB: 0, c: cArr, cOffset: cOff, ldc, strideC: 0, batch: 1 });
 
-  const out = newLike(x, [n, o, outH, outW]);
+  const out = newOut(x, [n, o, outH, outW]);
   for (let img = 0; img < n; img++) {
     const oBase = img * o * hw;
     if (bias) for (let oo = 0; oo < o; oo++) out.f.fill(bias.data[oo], oBase + oo * hw, oBase + (oo + 1) * hw);
@@ -520,7 +527,7 @@ function planConvBands(outH: number, bandRows: number, sh: number, pt: number, k
 export function upsampleNearest2x(x: Tensor): Tensor {
   if (x.ndim !== 4) throw new Error(`upsampleNearest2x: expected [N, C, H, W], got [${x.shape.join(', ')}]`);
   const [n, c, h, w] = x.shape;
-  const out = newLike(x, [n, c, 2 * h, 2 * w]);
+  const out = newOut(x, [n, c, 2 * h, 2 * w]);
   const xd = x.f;
   const od = out.f;
   const W2 = 2 * w;
@@ -538,7 +545,7 @@ export function upsampleNearest2x(x: Tensor): Tensor {
     }
   }
   return record(out, 'upsampleNearest2x', [x], (g) => {
-    const dx = newLike(x, x.shape);
+    const dx = newOut(x, x.shape);
     const gd = g.f;
     const dd = dx.f;
     for (let p = 0; p < n * c; p++) {
@@ -570,11 +577,11 @@ export function mseLoss(pred: Tensor, target: Tensor): Tensor {
   out.f[0] = s / pd.length;
   return record(out, 'mseLoss', [pred, target], (g) => {
     const scale = (2 * g.data[0]) / pd.length;
-    const gp = newLike(pred, pred.shape);
+    const gp = newOut(pred, pred.shape);
     for (let i = 0; i < pd.length; i++) gp.f[i] = scale * (pd[i] - td[i]);
     let gt: Tensor | null = null;
     if (target.requiresGrad) {
-      gt = newLike(target, target.shape);
+      gt = newOut(target, target.shape);
       for (let i = 0; i < pd.length; i++) gt.f[i] = -gp.f[i];
     }
     return [pred.requiresGrad ? gp : null, gt];

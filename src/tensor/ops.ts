@@ -4,7 +4,7 @@
 
 import { kernels } from './backend.js';
 import type { BinaryOp, FArr, UnaryOp } from './kernels.js';
-import { allocData, customOp, PartialGrad, record, sizeOf, Tensor, type DType, type FloatData } from './tensor.js';
+import { allocData, allocUninit, customOp, PartialGrad, record, sizeOf, Tensor, type DType, type FloatData } from './tensor.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -25,8 +25,14 @@ function contiguousStrides(shape: readonly number[]): number[] {
   return s;
 }
 
+/** A zero-filled float tensor of `shape` (like's dtype; float32 for int32). */
 function floatOut(like: Tensor, shape: readonly number[]): Tensor {
   return new Tensor(allocData(like.dtype === 'int32' ? 'float32' : like.dtype, sizeOf(shape)), shape);
+}
+
+/** Like floatOut with unspecified contents (pool storage is not zeroed): for outputs written element by element. */
+function floatOutUninit(like: Tensor, shape: readonly number[]): Tensor {
+  return new Tensor(allocUninit(like.dtype === 'int32' ? 'float32' : like.dtype, sizeOf(shape)), shape);
 }
 
 function requireFloat(t: Tensor, op: string): void {
@@ -74,7 +80,7 @@ export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
 
 function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes(a.shape, b.shape);
-  const out = floatOut(a, shape);
+  const out = floatOutUninit(a, shape);
   kernels().binary({
     op,
     a: a.f,
@@ -197,7 +203,7 @@ function selectGrad(g: Tensor, x: Tensor, y: Tensor, out: Tensor): (Tensor | nul
 // elementwise unary ops
 
 function unaryRaw(op: UnaryOp, x: Tensor): Tensor {
-  const out = floatOut(x, x.shape);
+  const out = floatOutUninit(x, x.shape);
   kernels().unary(op, x.f, out.f, x.size);
   return out;
 }
@@ -206,7 +212,7 @@ function unary(op: UnaryOp, x: Tensor): Tensor {
   requireFloat(x, op);
   const out = unaryRaw(op, x);
   return record(out, op, [x], (g) => {
-    const dx = floatOut(x, x.shape);
+    const dx = floatOutUninit(x, x.shape);
     kernels().unaryBackward(op, x.f, out.f, g.f, dx.f, x.size, false);
     return [dx];
   });
@@ -234,7 +240,7 @@ export const gelu = (x: Tensor, approximate: 'tanh' | 'none' = 'none'): Tensor =
 export function roundSTE(x: Tensor): Tensor {
   requireFloat(x, 'roundSTE');
   return customOp('roundSTE', [x], () => {
-    const out = floatOut(x, x.shape);
+    const out = floatOutUninit(x, x.shape);
     const xd = x.f;
     const od = out.f;
     for (let i = 0; i < xd.length; i++) od[i] = roundHalfEven(xd[i]);
@@ -252,12 +258,12 @@ export function roundHalfEven(v: number): number {
 /** clamp(x, lo, hi); the gradient is 1 inside [lo, hi] and 0 outside. */
 export function clamp(x: Tensor, lo: number, hi: number): Tensor {
   requireFloat(x, 'clamp');
-  const out = floatOut(x, x.shape);
+  const out = floatOutUninit(x, x.shape);
   const xd = x.f;
   const od = out.f;
   for (let i = 0; i < xd.length; i++) od[i] = xd[i] < lo ? lo : xd[i] > hi ? hi : xd[i];
   return record(out, 'clamp', [x], (g) => {
-    const dx = floatOut(x, x.shape);
+    const dx = floatOutUninit(x, x.shape);
     for (let i = 0; i < xd.length; i++) dx.f[i] = xd[i] >= lo && xd[i] <= hi ? g.data[i] : 0;
     return [dx];
   });
@@ -290,7 +296,7 @@ function sumOneDim(x: Tensor, d: number): Tensor {
   const inner = sizeOf(shape.slice(d + 1));
   const outShape = [...shape];
   outShape[d] = 1;
-  const out = floatOut(x, outShape);
+  const out = floatOutUninit(x, outShape);
   kernels().sum(x.f, out.f, outer, red, inner);
   return out;
 }
@@ -334,7 +340,7 @@ export function max(x: Tensor, dim: number, keepdim = false): { values: Tensor; 
   const inner = sizeOf(x.shape.slice(d + 1));
   if (red === 0) throw new Error('max over an empty dimension');
   const outShape = keptShape(x.shape, [d], keepdim);
-  const values = floatOut(x, outShape);
+  const values = floatOutUninit(x, outShape);
   const arg = new Int32Array(outer * inner);
   kernels().max(x.f, values.f, arg, outer, red, inner);
   const indices = new Tensor(arg, outShape);
@@ -394,7 +400,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   }
   const outShape = perm.map((p) => x.shape[p]);
   if (perm.every((p, i) => p === i)) return reshape(x, outShape);
-  const out = new Tensor(allocData(x.dtype, x.size), outShape);
+  const out = new Tensor(allocUninit(x.dtype, x.size), outShape);
   kernels().permute(x.data as FArr, out.data as FArr, [...x.shape], [...perm]);
   return record(out, 'permute', [x], (g) => {
     const inv = new Array<number>(perm.length);
@@ -421,7 +427,7 @@ export function expandTo(x: Tensor, shape: readonly number[]): Tensor {
   }
   requireFloat(x, 'expandTo');
   const zero = Tensor.scalar(0, x.dtype);
-  const out = floatOut(x, shape);
+  const out = floatOutUninit(x, shape);
   kernels().binary({ op: 'add', a: x.f, b: zero.f, out: out.f, shape: [...shape], aStrides: broadcastStrides(x.shape, shape), bStrides: shape.map(() => 0) });
   return record(out, 'expand', [x], (g) => [sumToShape(g, x.shape)]);
 }
@@ -436,7 +442,7 @@ export function slice(x: Tensor, dim: number, start: number, end: number): Tenso
   const inner = sizeOf(x.shape.slice(d + 1));
   const outShape = [...x.shape];
   outShape[d] = e - s;
-  const out = new Tensor(allocData(x.dtype, sizeOf(outShape)), outShape);
+  const out = new Tensor(allocUninit(x.dtype, sizeOf(outShape)), outShape);
   const len = (e - s) * inner;
   for (let o = 0; o < outer; o++) out.data.set(x.data.subarray((o * n + s) * inner, (o * n + s) * inner + len), o * len);
   return record(out, 'slice', [x], (g) => [
@@ -466,7 +472,7 @@ export function concat(xs: Tensor[], dim: number): Tensor {
   const total = xs.reduce((a, t) => a + t.shape[d], 0);
   const outShape = [...ref.shape];
   outShape[d] = total;
-  const out = new Tensor(allocData(ref.dtype, sizeOf(outShape)), outShape);
+  const out = new Tensor(allocUninit(ref.dtype, sizeOf(outShape)), outShape);
   let off = 0;
   for (const t of xs) {
     const len = t.shape[d] * inner;
@@ -497,7 +503,7 @@ export function stack(xs: Tensor[], dim = 0): Tensor {
 export function pad(x: Tensor, pads: readonly (readonly [number, number])[], value = 0): Tensor {
   if (pads.length !== x.ndim) throw new Error(`pad: need ${x.ndim} [before, after] pairs, got ${pads.length}`);
   const outShape = x.shape.map((s, i) => s + pads[i][0] + pads[i][1]);
-  const out = new Tensor(allocData(x.dtype, sizeOf(outShape)), outShape);
+  const out = new Tensor(allocUninit(x.dtype, sizeOf(outShape)), outShape);
   out.data.fill(value);
   const os = contiguousStrides(outShape);
   const base = pads.reduce((acc, p, i) => acc + p[0] * os[i], 0);
@@ -542,7 +548,7 @@ export function indexSelect(x: Tensor, dim: number, indices: Tensor): Tensor {
   const inner = sizeOf(x.shape.slice(d + 1));
   const outShape = [...x.shape];
   outShape[d] = idx.length;
-  const out = new Tensor(allocData(x.dtype, sizeOf(outShape)), outShape);
+  const out = new Tensor(allocUninit(x.dtype, sizeOf(outShape)), outShape);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < idx.length; j++) {
       const src = (o * n + idx[j]) * inner;
@@ -579,7 +585,7 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   checkIndices(idx, x.shape[d], 'gather');
   const xs = contiguousStrides(x.shape);
   const shape = index.shape;
-  const out = new Tensor(allocData(x.dtype, index.size), shape);
+  const out = new Tensor(allocUninit(x.dtype, index.size), shape);
   const srcOff = new Int32Array(index.size);
   const pos = new Array<number>(shape.length).fill(0);
   for (let i = 0; i < index.size; i++) {
@@ -622,7 +628,7 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
     }
   }
   return record(out, 'scatterAdd', [x, src], (g) => {
-    const gs = floatOut(src, src.shape);
+    const gs = floatOutUninit(src, src.shape);
     for (let i = 0; i < dstOff.length; i++) gs.f[i] = g.data[dstOff[i]];
     return [g, reshape(gs, src.shape)];
   });
@@ -636,7 +642,7 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
   const xs = broadcastStrides(x.shape, shape);
   const ys = broadcastStrides(y.shape, shape);
   const n = sizeOf(shape);
-  const out = floatOut(x, shape);
+  const out = floatOutUninit(x, shape);
   const take = new Uint8Array(n);
   const pos = new Array<number>(shape.length).fill(0);
   for (let i = 0; i < n; i++) {
@@ -674,7 +680,7 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
 export function dropout(x: Tensor, p: number, rng: { uniform(): number }, training = true): Tensor {
   if (!training || p === 0) return x;
   if (p < 0 || p >= 1) throw new Error(`dropout probability must be in [0, 1), got ${p}`);
-  const m = floatOut(x, x.shape);
+  const m = floatOutUninit(x, x.shape);
   const s = 1 / (1 - p);
   for (let i = 0; i < m.size; i++) m.f[i] = rng.uniform() < p ? 0 : s;
   return mul(x, m);

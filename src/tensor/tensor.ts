@@ -1,6 +1,8 @@
 // The Tensor type and reverse-mode autograd: dense row-major float32/float64/int32 arrays with a
 // shape, and a tape of GradNodes that `backward()` walks in reverse topological order.
 
+import { kernels } from './backend.js';
+import { activePoolScope, closePoolScope, openPoolScope, POOL_MIN_ELEMENTS, type BufferPool, type PoolScope } from './pool.js';
 import { Rng } from './rng.js';
 
 export type DType = 'float32' | 'float64' | 'int32';
@@ -11,7 +13,9 @@ export type Data = Float32Array | Float64Array | Int32Array;
 export interface GradNode {
   name: string;
   inputs: Tensor[];
-  /** Returns one gradient per input (null where the input needs none). Runs with grad recording off. */
+  /** Returns one gradient per input (null where the input needs none). Runs with grad recording off.
+   * It must not keep the tensors it creates anywhere but in its return value: inside a buffer-pool
+   * scope, backward() recycles the temporaries it allocated as soon as it has used the result. */
   backward: (gradOutput: Tensor) => (Tensor | PartialGrad | null)[];
 }
 
@@ -43,10 +47,32 @@ export function sizeOf(shape: readonly number[]): number {
   return n;
 }
 
+/** Zero-filled storage for n elements (from the buffer pool inside a withBufferPool scope). */
 export function allocData(dtype: DType, n: number): Data {
+  if (n >= POOL_MIN_ELEMENTS) {
+    const scope = activePoolScope();
+    if (scope !== null) return scope.alloc(dtype, n, true);
+  }
   if (dtype === 'float32') return new Float32Array(n);
   if (dtype === 'float64') return new Float64Array(n);
   return new Int32Array(n);
+}
+
+/** Storage for n elements whose contents are unspecified (stale data from the buffer pool inside a
+ * withBufferPool scope, zeros outside): only for outputs that the caller overwrites element by element. */
+export function allocUninit(dtype: DType, n: number): Data {
+  if (n >= POOL_MIN_ELEMENTS) {
+    const scope = activePoolScope();
+    if (scope !== null) return scope.alloc(dtype, n, false);
+  }
+  return allocData(dtype, n);
+}
+
+/** A copy of data in fresh (pool-aware) storage. */
+function copyData(data: Data): Data {
+  const out = allocUninit(dtypeOf(data), data.length);
+  out.set(data);
+  return out;
 }
 
 export function dtypeOf(data: Data): DType {
@@ -129,7 +155,7 @@ export class Tensor {
 
   /** A deep copy (not recorded). */
   clone(): Tensor {
-    return new Tensor(this.data.slice(), this.shape, false);
+    return new Tensor(copyData(this.data), this.shape, false);
   }
 
   /** Mark as a trainable leaf. */
@@ -146,7 +172,7 @@ export class Tensor {
    */
   toDType(dtype: DType): Tensor {
     if (dtype === this.dtype) return this;
-    const out = allocData(dtype, this.size);
+    const out = allocUninit(dtype, this.size);
     if (dtype === 'int32') {
       if (this.requiresGrad && gradDepth === 0) {
         throw new Error(`toDType('int32'): the tensor requires grad and an integer cast has no gradient; call .detach() first (or cast inside noGrad())`);
@@ -181,7 +207,7 @@ export class Tensor {
   }
 
   static full(shape: readonly number[], value: number, dtype: DType = 'float32'): Tensor {
-    const d = allocData(dtype, sizeOf(shape));
+    const d = allocUninit(dtype, sizeOf(shape));
     d.fill(value);
     return new Tensor(d, shape);
   }
@@ -192,25 +218,25 @@ export class Tensor {
 
   /** From a flat array of numbers and a shape (defaults to 1-D). */
   static from(values: ArrayLike<number>, shape?: readonly number[], dtype: DType = 'float32'): Tensor {
-    const d = allocData(dtype, values.length);
+    const d = allocUninit(dtype, values.length);
     for (let i = 0; i < values.length; i++) d[i] = values[i];
     return new Tensor(d, shape ?? [values.length]);
   }
 
   static arange(n: number, dtype: DType = 'int32'): Tensor {
-    const d = allocData(dtype, n);
+    const d = allocUninit(dtype, n);
     for (let i = 0; i < n; i++) d[i] = i;
     return new Tensor(d, [n]);
   }
 
   static randn(shape: readonly number[], rng: Rng, dtype: 'float32' | 'float64' = 'float32', std = 1): Tensor {
-    const d = allocData(dtype, sizeOf(shape)) as FloatData;
+    const d = allocUninit(dtype, sizeOf(shape)) as FloatData;
     rng.fillNormal(d, 0, std);
     return new Tensor(d, shape);
   }
 
   static rand(shape: readonly number[], rng: Rng, dtype: 'float32' | 'float64' = 'float32', low = 0, high = 1): Tensor {
-    const d = allocData(dtype, sizeOf(shape)) as FloatData;
+    const d = allocUninit(dtype, sizeOf(shape)) as FloatData;
     rng.fillUniform(d, low, high);
     return new Tensor(d, shape);
   }
@@ -238,8 +264,79 @@ function addInto(dst: FloatData, src: FloatData): void {
   for (let i = 0; i < dst.length; i++) dst[i] += src[i];
 }
 
+/** a + b elementwise in new storage, shaped `shape` (the backend's add kernel rounds exactly as addInto). */
+function addNew(a: Tensor, b: Tensor, shape: readonly number[]): Tensor {
+  const out = allocUninit(a.dtype, a.size) as FloatData;
+  if (a.size > 0) kernels().binary({ op: 'add', a: a.f, b: b.f, out, shape: [a.size], aStrides: [1], bStrides: [1] });
+  return new Tensor(out, shape);
+}
+
+/**
+ * Inside a pool scope, the buffers one backward pass allocates (`fresh`: gradients of intermediate
+ * tensors, temporaries of node backward functions) are referenced only by the pass's pending gradients,
+ * which this counts per buffer. A fresh buffer goes back to the pool once no pending gradient uses it
+ * and the node that produced or consumed it is done; one adopted as a leaf's .grad leaves `fresh`.
+ */
+class PassBuffers {
+  readonly fresh = new Set<ArrayBufferLike>();
+  /** every buffer allocated since the last flush (the scope appends) */
+  readonly log: ArrayBufferLike[] = [];
+  private readonly refs = new Map<ArrayBufferLike, number>();
+  /** buffers to check at the next flush */
+  private readonly candidates: ArrayBufferLike[] = [];
+
+  constructor(readonly scope: PoolScope) {}
+
+  ref(t: Tensor): void {
+    const b = t.data.buffer;
+    if (this.fresh.has(b)) this.refs.set(b, (this.refs.get(b) ?? 0) + 1);
+  }
+
+  /** A pending gradient was consumed or replaced: its buffer may be free at the next flush. */
+  unref(t: Tensor): void {
+    const b = t.data.buffer;
+    const n = this.refs.get(b);
+    if (n !== undefined) {
+      if (n <= 1) this.refs.delete(b);
+      else this.refs.set(b, n - 1);
+    }
+    this.candidates.push(b);
+  }
+
+  pin(t: Tensor): void {
+    this.fresh.delete(t.data.buffer);
+  }
+
+  /** Return every candidate (and every buffer allocated since the last flush) that nothing pending uses. */
+  flush(): void {
+    for (const list of [this.candidates, this.log]) {
+      for (const b of list) {
+        if (this.fresh.has(b) && !this.refs.has(b)) {
+          this.fresh.delete(b);
+          this.scope.releaseEarly(b);
+        }
+      }
+      list.length = 0;
+    }
+  }
+}
+
 function backward(root: Tensor, gradOutput?: Tensor): void {
   if (!root.requiresGrad) throw new Error('backward(): the tensor does not require grad (no parameter with requiresGrad contributed to it)');
+  const scope = activePoolScope();
+  if (scope === null) return backwardPass(root, gradOutput, null);
+  // A backward() nested in another pass's node backward runs untracked (its buffers wait for the scope's end).
+  const outer = scope.track;
+  const pass = outer === null ? new PassBuffers(scope) : null;
+  scope.track = pass;
+  try {
+    backwardPass(root, gradOutput, pass);
+  } finally {
+    scope.track = outer;
+  }
+}
+
+function backwardPass(root: Tensor, gradOutput: Tensor | undefined, pass: PassBuffers | null): void {
   let seed: Tensor;
   if (gradOutput) {
     if (gradOutput.size !== root.size) throw new Error(`backward(): gradient shape [${gradOutput.shape}] does not match [${root.shape}]`);
@@ -274,10 +371,15 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
   }
 
   // Gradient buffers: `owned` ones were allocated here and may be accumulated into in place; the
-  // others came from a node's backward and may be shared, so they are copied on first accumulation.
+  // others came from a node's backward and may be shared, so they are never written: the first
+  // accumulation goes to new storage.
   const grads = new Map<Tensor, Tensor>();
   const owned = new Set<Tensor>();
-  grads.set(root, seed);
+  const setGrad = (t: Tensor, g: Tensor): void => {
+    grads.set(t, g);
+    pass?.ref(g);
+  };
+  setGrad(root, seed);
   gradDepth++;
   try {
     for (let i = order.length - 1; i >= 0; i--) {
@@ -285,10 +387,17 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
       const g = grads.get(t);
       if (!g) continue;
       grads.delete(t);
+      pass?.unref(g);
       if (!t.node) {
         // Leaf: accumulate into .grad.
-        if (t.grad === null) t.grad = owned.has(g) ? new Tensor(g.data, t.shape) : new Tensor(g.data.slice(), t.shape);
-        else addInto(t.grad.f, g.f);
+        if (t.grad === null) {
+          t.grad = owned.has(g) ? new Tensor(g.data, t.shape) : new Tensor(copyData(g.data), t.shape);
+          if (pass !== null) {
+            pass.pin(t.grad);
+            pass.scope.gradLeaves.add(t);
+          }
+        } else addInto(t.grad.f, g.f);
+        pass?.flush();
         continue;
       }
       owned.delete(g); // the node's backward may hand g itself on to its inputs
@@ -301,30 +410,95 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
         if (gi instanceof PartialGrad) {
           let dst = grads.get(inp);
           if (dst === undefined) dst = new Tensor(allocData(inp.dtype, inp.size), inp.shape);
-          else if (!owned.has(dst)) dst = new Tensor(dst.data.slice(), inp.shape);
+          else if (!owned.has(dst)) {
+            pass?.unref(dst);
+            dst = new Tensor(copyData(dst.data), inp.shape);
+          } else pass?.unref(dst);
           gi.addTo(dst.f);
           owned.add(dst);
-          grads.set(inp, dst);
+          setGrad(inp, dst);
           continue;
         }
         if (gi.size !== inp.size) {
           throw new Error(`internal autograd error in ${t.node.name}: gradient for input ${j} has shape [${gi.shape}] but input has [${inp.shape}]`);
         }
         const prev = grads.get(inp);
-        if (prev === undefined) grads.set(inp, gi);
-        else if (owned.has(prev)) addInto(prev.f, gi.f);
+        if (prev === undefined) setGrad(inp, gi);
+        else if (owned.has(prev) && pass === null) addInto(prev.f, gi.f);
         else {
-          // Never mutate a gradient another node may still hold: copy on first accumulation.
-          const sum = new Tensor(prev.data.slice(), inp.shape);
-          addInto(sum.f, gi.f);
+          // Never mutate a gradient another node may still hold: the sum goes to new storage (inside a
+          // pool scope an owned one too, so that the old buffer can be recycled).
+          pass?.unref(prev);
+          const sum = addNew(prev, gi, inp.shape);
           owned.add(sum);
-          grads.set(inp, sum);
+          setGrad(inp, sum);
         }
       }
+      // Only now (every input's gradient is placed, and PartialGrads have read g) may buffers go back.
+      pass?.flush();
     }
   } finally {
     gradDepth--;
   }
+}
+
+/**
+ * Run fn (synchronous) with tensor storage drawn from `pool` (null: just run fn): a training step wrapped
+ * in this reuses the buffers of the previous step instead of allocating. When fn returns, everything
+ * allocated inside goes back to the pool except the storage of what fn returned (tensors off the autograd
+ * graph, typed arrays; found in arrays and plain objects too) and the .grad of leaves that got a gradient
+ * inside and still hold it. fn must not keep tensors it creates in any other place (see pool.ts); a
+ * returned tensor still on the autograd graph is an error, since its graph reads recycled buffers.
+ */
+export function withBufferPool<T>(pool: BufferPool | null, fn: () => T): T {
+  if (pool === null) return fn();
+  const scope = openPoolScope(pool);
+  let keep: Set<ArrayBufferLike> | null = null;
+  try {
+    const result = fn();
+    keep = keptBuffers(result, scope);
+    return result;
+  } finally {
+    closePoolScope(scope, keep);
+  }
+}
+
+/** The storage that outlives a scope: the buffers of fn's result and of the leaves' gradients. */
+function keptBuffers(result: unknown, scope: PoolScope): Set<ArrayBufferLike> {
+  const keep = new Set<ArrayBufferLike>();
+  for (const leaf of scope.gradLeaves) if (leaf.grad !== null) keep.add(leaf.grad.data.buffer);
+  const seen = new Set<object>();
+  const walk = (v: unknown, depth: number): void => {
+    if (v === null || typeof v !== 'object' || seen.has(v)) return;
+    seen.add(v);
+    if (v instanceof Tensor) {
+      if (v.node !== null) {
+        throw new Error(`withBufferPool: the function returned a tensor that is still on the autograd graph (made by ${v.node.name}); ` +
+          'its backward would read buffers recycled when the scope ends: detach() it, or run backward() inside the scope');
+      }
+      keep.add(v.data.buffer);
+      if (v.grad !== null) keep.add(v.grad.data.buffer);
+      return;
+    }
+    if (ArrayBuffer.isView(v)) {
+      keep.add(v.buffer);
+      return;
+    }
+    if (typeof (v as { then?: unknown }).then === 'function') {
+      throw new Error('withBufferPool: the function must be synchronous (it returned a promise)');
+    }
+    if (depth > 8) return;
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x, depth + 1);
+      return;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto === Object.prototype || proto === null) for (const x of Object.values(v)) walk(x, depth + 1);
+    else if (v instanceof Map) for (const [k, x] of v) (walk(k, depth + 1), walk(x, depth + 1));
+    else if (v instanceof Set) for (const x of v) walk(x, depth + 1);
+  };
+  walk(result, 0);
+  return keep;
 }
 
 /** Define an op with a hand-written gradient: forward runs unrecorded, backward maps the output

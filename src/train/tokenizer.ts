@@ -22,7 +22,8 @@ import { add, concat, mul, slice } from '../tensor/ops.js';
 import { namedTensors } from '../tensor/module.js';
 import { AdamW, clipGradNorm, EMA, warmupCosineLr } from '../tensor/optim.js';
 import { mixSeed, Rng } from '../tensor/rng.js';
-import { noGrad, Tensor } from '../tensor/tensor.js';
+import { BufferPool } from '../tensor/pool.js';
+import { noGrad, Tensor, withBufferPool } from '../tensor/tensor.js';
 import { decoderConfigOf, encoderConfigOf, type TokenizerTrainConfig } from './config.js';
 import { openDataset, sampleBatch } from './data.js';
 import { exportedFlexTokConfig, exportTokenizer, type ExportVae } from './export.js';
@@ -236,8 +237,15 @@ export class TokenizerTrainer {
     return noGrad(() => this.forwardLoss(images, new Rng(seed)).rf.item());
   }
 
+  /** Tensor storage reused from step to step (null: every step allocates afresh; results are bitwise the same). */
+  bufferPool: BufferPool | null = new BufferPool();
+
   /** One optimizer step over grad_accum micro-batches from the loader. */
   trainStep(): StepStats {
+    return withBufferPool(this.bufferPool, () => this.unpooledTrainStep());
+  }
+
+  private unpooledTrainStep(): StepStats {
     const o = this.cfg.optim;
     let loss = 0;
     let rf = 0;

@@ -12,7 +12,8 @@ import { AutoencoderKL, DiagonalGaussian, FlexTokVAE, parseAutoencoderKLConfig }
 import { abs, add, mean, mul, square, sub } from '../tensor/ops.js';
 import { AdamW, clipGradNorm, EMA, warmupCosineLr } from '../tensor/optim.js';
 import { mixSeed, Rng } from '../tensor/rng.js';
-import { noGrad, Tensor } from '../tensor/tensor.js';
+import { BufferPool } from '../tensor/pool.js';
+import { noGrad, Tensor, withBufferPool } from '../tensor/tensor.js';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type { VaeTrainConfig } from './config.js';
@@ -82,7 +83,14 @@ export class VaeTrainer {
     return { loss: value, recon: recon.item(), kl: kl.item() };
   }
 
+  /** Tensor storage reused from step to step (null: every step allocates afresh; results are bitwise the same). */
+  bufferPool: BufferPool | null = new BufferPool();
+
   trainStep(): VaeStepStats {
+    return withBufferPool(this.bufferPool, () => this.unpooledTrainStep());
+  }
+
+  private unpooledTrainStep(): VaeStepStats {
     const o = this.cfg.optim;
     let loss = 0;
     let recon = 0;
