@@ -6,8 +6,8 @@
 // start of that data section. Tensor data is row-major.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { bfloat16ToFloat32, float16ToFloat32 } from '../tensor/half.js';
+import { writeFileAtomic } from './atomic.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
@@ -249,14 +249,6 @@ function readExactly(fd: number, target: Uint8Array, position: number, onShort: 
   }
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.length) {
-    const want = Math.min(IO_CHUNK_BYTES, bytes.length - done);
-    done += fs.writeSync(fd, bytes, done, want);
-  }
-}
-
 /** An open safetensors file; tensors are read one at a time with positioned reads. */
 export class SafetensorsFile {
   readonly path: string;
@@ -482,41 +474,14 @@ export function decodeSafetensors(
   return { metadata, tensors };
 }
 
-/** Writes a safetensors file atomically: to `path.tmp-<pid>`, fsync, then rename over `filePath`. */
+/** Writes a safetensors file atomically (see io/atomic.ts), tensor by tensor. */
 export function writeSafetensors(
   filePath: string,
   tensors: Record<string, TensorData> | Map<string, TensorData>,
   metadata?: Record<string, string>,
 ): void {
   const { header, tensors: list } = encodeHeader(filePath, tensors, metadata);
-  const tmpPath = `${filePath}.tmp-${process.pid}`;
-  let fd: number | null = fs.openSync(tmpPath, 'w');
-  try {
-    writeAll(fd, header);
-    for (const [, tensor] of list) writeAll(fd, bytesOf(tensor.data));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = null;
-    fs.renameSync(tmpPath, filePath);
-  } catch (err) {
-    if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(tmpPath, { force: true });
-    throw err;
-  }
-  syncDirectory(path.dirname(filePath));
-}
-
-/** Best-effort fsync of a directory so a rename survives a crash (not possible on every platform). */
-function syncDirectory(dir: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // Some platforms cannot open or fsync directories; the file itself is already synced.
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
-  }
+  writeFileAtomic(filePath, [header, ...list.map(([, tensor]) => bytesOf(tensor.data))]);
 }
 
 /** The tensor's values as float32 (F32 data is returned as is, not copied). */

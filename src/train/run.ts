@@ -11,6 +11,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
 import { encodeSafetensors, readSafetensors, toFloat32, type TensorData } from '../io/safetensors.js';
 import { BatchLoader, type ImageDataset, type LoaderState } from '../io/datasets.js';
 import { saveGrid } from '../io/image.js';
@@ -55,47 +56,18 @@ export function startRunDir(paths: RunPaths, configJson: unknown): void {
 }
 
 export function writeTextAtomic(file: string, text: string): void {
-  writeFileAtomic(file, Buffer.from(text, 'utf8'));
+  writeFileAtomic(file, [Buffer.from(text, 'utf8')]);
 }
 
-/** Writes `bytes` atomically: to `<file>.tmp-<pid>`, fsync, rename over `file`, fsync the folder. A kill
- * at any moment leaves either the old or the new file (plus, at worst, a stale temp file). `midWrite`
- * runs when half the bytes are in the temp file (the test-only kill point). */
-export function writeFileAtomic(file: string, bytes: Uint8Array, midWrite?: () => void): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  let fd: number | null = fs.openSync(tmp, 'w');
-  try {
-    const half = bytes.length >> 1;
-    writeAllSync(fd, bytes.subarray(0, half));
+/** Writes `bytes` atomically (io/atomic.ts); `midWrite` runs when half of them are in the temp file (the
+ * test-only kill point). */
+function writeBytesAtomic(file: string, bytes: Uint8Array, midWrite?: () => void): void {
+  const half = bytes.length >> 1;
+  writeFileAtomic(file, (function* halves() {
+    yield bytes.subarray(0, half);
     midWrite?.();
-    writeAllSync(fd, bytes.subarray(half));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = null;
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-  syncDirectory(path.dirname(file));
-}
-
-function writeAllSync(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done, Math.min(1 << 24, bytes.length - done));
-}
-
-/** Best-effort fsync of a folder so a rename survives a crash (not every platform can). */
-function syncDirectory(dir: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // The file itself is synced; some platforms cannot open or fsync folders.
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
-  }
+    yield bytes.subarray(half);
+  })());
 }
 
 /** Removes temp files (`*.tmp-<pid>`) that a killed process left in `dir` mid-write (on --resume). */
@@ -238,7 +210,7 @@ export function saveCheckpoint(file: string, parts: CheckpointParts): void {
   for (const [k, r] of Object.entries(parts.rngs)) rngs[k] = r.getState();
   const header: CheckpointHeader = { format: CHECKPOINT_FORMAT, step: parts.step, optimizerStep: parts.optimizer.stepCount, rngs, loader: parts.loader.getState(), meta: parts.meta };
   const bytes = encodeSafetensors(tensors, { flextok_train: JSON.stringify(header) });
-  writeFileAtomic(file, bytes, () => testKillPoint('DURING', parts.step));
+  writeBytesAtomic(file, bytes, () => testKillPoint('DURING', parts.step));
   testKillPoint('AFTER', parts.step);
 }
 
