@@ -225,24 +225,12 @@ FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t 
       for (int r = 0; r < R; r++) dst[pn * kcPad * R + kk * R + r] = 0.f;
 }
 
-/** 8x8 in-register transpose: r[i] row i in, r[j] column j out. */
-FT_AVX2 inline void transpose8_avx2(__m256 r[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 4; i++) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 2; g++) {
-    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-  }
-  for (int c = 0; c < 4; c++) {
-    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
-    r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
-  }
-}
+// The AVX2 vector vocabulary (simd/vec_avx2.h), for the 8x8 transpose of the packing below.
+namespace avx2v {
+#define FT_FN FT_AVX2 static inline
+#include "simd/vec_avx2.h"
+#undef FT_FN
+}  // namespace avx2v
 
 FT_AVX2 inline __m256i avx2_lanes_below(int64_t n) {
   const int c = n < 0 ? 0 : n > 8 ? 8 : int(n);
@@ -301,15 +289,15 @@ FT_AVX2 void pack_rows_avx2(bool trans, const float* x, int64_t ld, int64_t i0, 
         for (int64_t kk = 0; kk < kc; kk += 8) {
           const int64_t kn = std::min<int64_t>(8, kc - kk);
           const __m256i km = avx2_lanes_below(kn);
-          __m256 v[8];
+          avx2v::V v[8];
           for (int r = 0; r < 8; r++)
-            v[r] = !src[r] ? _mm256_setzero_ps() : kn == 8 ? _mm256_loadu_ps(src[r] + kk) : _mm256_maskload_ps(src[r] + kk, km);
-          transpose8_avx2(v);
+            v[r].v = !src[r] ? _mm256_setzero_ps() : kn == 8 ? _mm256_loadu_ps(src[r] + kk) : _mm256_maskload_ps(src[r] + kk, km);
+          avx2v::vtranspose(v);
           for (int j = 0; j < kn; j++) {
             float* o = d + (kk + j) * R + rbase;
             // a 6-wide panel row: the 8-wide store's extra lanes land in the next kk's row (rewritten next)
-            if (width == 8 || kk + j + 1 < kc) _mm256_storeu_ps(o, v[j]);
-            else _mm256_maskstore_ps(o, wm, v[j]);
+            if (width == 8 || kk + j + 1 < kc) _mm256_storeu_ps(o, v[j].v);
+            else _mm256_maskstore_ps(o, wm, v[j].v);
           }
         }
       }
