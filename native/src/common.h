@@ -32,7 +32,15 @@ Isa active_isa();
 bool active_bf16();
 /** Caps the ISA used from now on (never above what the CPU supports; Scalar is always allowed). */
 void set_isa(Isa isa, bool allow_bf16);
-const char* isa_name(Isa isa);
+inline const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Neon: return "neon";
+    case Isa::Wasm: return "wasm-simd128";
+    default: return "scalar";
+  }
+}
 
 // ---- thread pool ----
 /** Runs fn(task, thread_index) for every task in [0, ntasks) on the pool (the calling thread takes part).

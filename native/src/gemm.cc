@@ -18,7 +18,6 @@
 
 #include "common.h"
 #include "kernels/table.h"
-#include "vecmath.h"
 
 namespace ft {
 
@@ -164,6 +163,19 @@ void pack_rows_generic(bool trans, const float* x, int64_t ld, int64_t i0, int64
 }
 
 #if FT_X86
+// The vector vocabularies of simd/ for the packing transposes and tail masks below (the kernels in
+// kernels/*.inc use the same headers).
+namespace avx512v {
+#define FT_FN FT_AVX512 static inline
+#include "simd/vec_avx512.h"
+#undef FT_FN
+}  // namespace avx512v
+namespace avx2v {
+#define FT_FN FT_AVX2 static inline
+#include "simd/vec_avx2.h"
+#undef FT_FN
+}  // namespace avx2v
+
 /** AVX-512 packing of op(X) rows [i0, i0+rows) x cols [p0, p0+kc) into R-row panels (R = 14 or 32). */
 template <int R>
 FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0,
@@ -208,13 +220,13 @@ FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t 
         for (int64_t kk = 0; kk < kc; kk += 16) {
           const int64_t kn = std::min<int64_t>(16, kc - kk);
           const __mmask16 km = kn == 16 ? __mmask16(0xffff) : __mmask16((1u << kn) - 1);
-          __m512 v[16];
-          for (int r = 0; r < 16; r++) v[r] = src[r] ? _mm512_maskz_loadu_ps(km, src[r] + kk) : _mm512_setzero_ps();
-          vm::transpose16(v);
+          avx512v::V v[16];
+          for (int r = 0; r < 16; r++) v[r].v = src[r] ? _mm512_maskz_loadu_ps(km, src[r] + kk) : _mm512_setzero_ps();
+          avx512v::vtranspose(v);
           if (R == 32) {
-            for (int j = 0; j < kn; j++) _mm512_store_ps(d + (kk + j) * 32 + rbase, v[j]);
+            for (int j = 0; j < kn; j++) _mm512_store_ps(d + (kk + j) * 32 + rbase, v[j].v);
           } else {
-            for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(d + (kk + j) * 14, 0x3fff, v[j]);
+            for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(d + (kk + j) * 14, 0x3fff, v[j].v);
           }
         }
       }
@@ -224,13 +236,6 @@ FT_AVX512 void pack_rows_avx512(bool trans, const float* x, int64_t ld, int64_t 
     for (int64_t kk = kc; kk < kcPad; kk++)
       for (int r = 0; r < R; r++) dst[pn * kcPad * R + kk * R + r] = 0.f;
 }
-
-// The AVX2 vector vocabulary (simd/vec_avx2.h), for the 8x8 transpose of the packing below.
-namespace avx2v {
-#define FT_FN FT_AVX2 static inline
-#include "simd/vec_avx2.h"
-#undef FT_FN
-}  // namespace avx2v
 
 FT_AVX2 inline __m256i avx2_lanes_below(int64_t n) {
   const int c = n < 0 ? 0 : n > 8 ? 8 : int(n);
@@ -574,8 +579,6 @@ void packB_avx512(bool t, const float* x, int64_t ld, int64_t j0, int64_t cols, 
   // op(B) is k x n; its columns are the "rows" of op(B)^T, which is stored transposed relative to B
   pack_rows_avx512<32>(!t, x, ld, j0, cols, p0, kc, kcPad, d);
 }
-#endif
-#if FT_X86
 void packA_avx2(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kcPad,
                 float* d) {
   pack_rows_avx2<6>(t, x, ld, i0, rows, p0, kc, kcPad, d);
@@ -751,7 +754,7 @@ FT_AVX512 void small_m_dots(int64_t K, const float* A, int64_t lda, const float*
 #pragma GCC unroll 4
       for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
     for (int64_t p = 0; p < K; p += 16) {
-      const __mmask16 t = vm::tail_mask(K - p);
+      const __mmask16 t = avx512v::kbelow(K - p);
       __m512 b[4];
 #pragma GCC unroll 4
       for (int q = 0; q < 4; q++) b[q] = _mm512_maskz_loadu_ps(t, B + (j + q) * ldb + p);
@@ -769,7 +772,7 @@ FT_AVX512 void small_m_dots(int64_t K, const float* A, int64_t lda, const float*
     __m512 acc[M];
     for (int r = 0; r < M; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t p = 0; p < K; p += 16) {
-      const __mmask16 t = vm::tail_mask(K - p);
+      const __mmask16 t = avx512v::kbelow(K - p);
       const __m512 bv = _mm512_maskz_loadu_ps(t, B + j * ldb + p);
       for (int r = 0; r < M; r++) acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t, A + r * lda + p), bv, acc[r]);
     }

@@ -78,15 +78,6 @@ void set_isa(Isa isa, bool allow_bf16) {
   g_active_isa.store(static_cast<int>(isa));
   g_active_bf16.store(allow_bf16 && g_cpu_bf16 && isa == Isa::Avx512);
 }
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    case Isa::Neon: return "neon";
-    case Isa::Wasm: return "wasm-simd128";
-    default: return "scalar";
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Scratch buffers

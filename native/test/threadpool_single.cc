@@ -29,15 +29,6 @@ bool cpu_has_bf16() { return false; }
 Isa active_isa() { return g_active_isa; }
 bool active_bf16() { return false; }
 void set_isa(Isa isa, bool) { g_active_isa = (isa == Isa::Scalar || isa == g_cpu_isa) ? isa : g_cpu_isa; }
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    case Isa::Neon: return "neon";
-    case Isa::Wasm: return "wasm-simd128";
-    default: return "scalar";
-  }
-}
 
 void* scratch(ScratchSlot slot, size_t bytes) {
   static void* ptr[kScratchSlots] = {};
