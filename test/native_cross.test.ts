@@ -13,8 +13,12 @@ const inCI = Boolean(process.env.CI);
 
 test('native kernels on x86-64, aarch64 (qemu) and wasm32 SIMD128 (WASI) vs float64 (scripts/native-kernel-test.sh)', (t) => {
   const t0 = Date.now();
+  // Every back end of every target, whatever ISA the Node pass was asked to use: FLEXTOK_ISA (an x86 name,
+  // e.g. avx2) would otherwise select which tables the standalone binaries run, and none on aarch64/wasm32.
+  const env = { ...process.env };
+  delete env.FLEXTOK_ISA;
   const r = spawnSync('bash', [script, ...(inCI ? ['--require-all'] : [])], {
-    cwd: root, encoding: 'utf8', timeout: 10 * 60 * 1000, maxBuffer: 64 * 1024 * 1024,
+    cwd: root, env, encoding: 'utf8', timeout: 10 * 60 * 1000, maxBuffer: 64 * 1024 * 1024,
   });
   const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
   const summary = out.slice(out.lastIndexOf('=== native kernel test summary')).trim();

@@ -220,3 +220,42 @@ test('no buffer handed back to the pool is still reachable after training steps'
   assert.equal(pool.reachableReturned(), 1);
   assert.ok(Number.isNaN(stash[0].f[0]), 'and its storage was poisoned');
 });
+
+// ---------------------------------------------------------------------------------------------
+// inference
+
+test('encoder and decoder inference reuse their buffers across calls; results equal unpooled passes and stay intact', () => {
+  const trainer = tokenizerTrainer(false, null);
+  const { encoder, decoder } = trainer;
+  const cfg = encoder.config;
+  const rng = new Rng(7);
+  const side = Math.sqrt(cfg.max_sizes[0] * cfg.max_sizes[1]) * cfg.patch_sizes[0];
+  const latents = [0, 1, 2].map(() => Tensor.randn([1, cfg.channels_in, side, side], rng));
+  const noTrace = () => {}; // a trace callback makes a pass run unpooled
+  for (const poison of [false, true]) {
+    encoder._inferencePool = new BufferPool({ poison });
+    decoder._inferencePool = new BufferPool({ poison });
+    const kept: { got: Tensor; want: Float32Array; what: string }[] = [];
+    noGrad(() => {
+      for (const [i, lat] of latents.entries()) {
+        const [z] = encoder.forward([lat]);
+        kept.push({ got: z, want: Float32Array.from(encoder.forward([lat], noTrace)[0].f), what: `encoder call ${i}` });
+        const regs = decoder.registerTokens([z], [null]);
+        const [v] = decoder.forwardWithRegisters([lat], [0.25 * (i + 1)], regs);
+        const [vRef] = decoder.forwardWithRegisters([lat], [0.25 * (i + 1)], regs, noTrace);
+        kept.push({ got: v, want: Float32Array.from(vRef.f), what: `decoder call ${i}` });
+      }
+    });
+    // every result still holds what an unpooled pass computed, after the later calls reused the pools
+    for (const k of kept) bitsEqual(k.got.f, k.want, `${k.what}${poison ? ' (poisoned pool)' : ''}`);
+    for (const pool of [encoder._inferencePool, decoder._inferencePool]) {
+      const st = pool.stats();
+      assert.equal(st.scopes, latents.length, 'one pool scope per pooled call');
+      assert.ok(st.hits > st.misses, `calls after the first reuse their buffers (${st.hits} hits, ${st.misses} misses)`);
+    }
+  }
+  // with gradients on (training), a pass never touches the inference pool
+  encoder._inferencePool = new BufferPool();
+  encoder.forward([latents[0]]);
+  assert.equal(encoder._inferencePool.stats().scopes, 0);
+});

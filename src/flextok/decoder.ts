@@ -6,7 +6,8 @@
 
 import { add, concat, expandTo, mul, reshape, silu, slice } from '../tensor/ops.js';
 import { modulateSegments } from '../tensor/nn.js';
-import { Tensor } from '../tensor/tensor.js';
+import { BufferPool } from '../tensor/pool.js';
+import { Tensor, withInferencePool } from '../tensor/tensor.js';
 import { asGrid, patchGrid, patchify, unpatchify, unpatchifyChannelsLast } from './encoder.js';
 import { buildSincos2dTable, cropGridRows, registerPosembRows, tableToRows, timestepFeatures } from './posemb.js';
 import type { DecoderConfig } from './tokenizer_config.js';
@@ -56,6 +57,8 @@ export class FlowDecoder {
   dec_to_patches: { proj: LinearParams; adaLN_modulation: { '1': LinearParams } | null };
   readonly _cfg: DecoderConfig;
   readonly _posembRows: Tensor;
+  /** activation storage reused across inference calls (Euler steps; see withInferencePool) */
+  _inferencePool = new BufferPool();
 
   constructor(cfg: DecoderConfig, parts: {
     fromLatents: LinearParams; registerPosembs: Tensor; maskToken: Tensor; nullcond: Tensor | null;
@@ -168,6 +171,11 @@ export class FlowDecoder {
 
   /** Decoder pass with precomputed register tokens (from registerTokens): velocity [1, C, H, W] per sample. */
   forwardWithRegisters(noised: Tensor[], timesteps: number[], registers: Tensor[], trace?: Trace, tap?: HiddenTap): Tensor[] {
+    if (trace || tap) return this.decoderPass(noised, timesteps, registers, trace, tap);
+    return withInferencePool(this._inferencePool, () => this.decoderPass(noised, timesteps, registers));
+  }
+
+  private decoderPass(noised: Tensor[], timesteps: number[], registers: Tensor[], trace?: Trace, tap?: HiddenTap): Tensor[] {
     const cfg = this._cfg;
     const d = cfg.dim;
     const c = cfg.channels_in;

@@ -3,7 +3,8 @@
 // out through LayerNorm + Linear as pre-quantisation FSQ latents.
 
 import { add, concat, permute, reshape, slice } from '../tensor/ops.js';
-import { Tensor } from '../tensor/tensor.js';
+import { BufferPool } from '../tensor/pool.js';
+import { Tensor, withInferencePool } from '../tensor/tensor.js';
 import { buildSincos2dTable, cropGridRows, tableToRows } from './posemb.js';
 import type { EncoderConfig } from './tokenizer_config.js';
 import { applyLinear, loadLinear, PlainBlock, plainLayerNorm, SequenceLayout, type LinearParams } from './transformer.js';
@@ -62,6 +63,8 @@ export class RegisterEncoder {
   readonly _cfg: EncoderConfig;
   /** sin-cos table as channels-last rows [Hmax·Wmax, D] */
   readonly _posembRows: Tensor;
+  /** activation storage reused across inference calls (see withInferencePool) */
+  _inferencePool = new BufferPool();
 
   constructor(
     cfg: EncoderConfig,
@@ -99,6 +102,10 @@ export class RegisterEncoder {
 
   /** latents: each [1, C, H, W] (sizes may differ) → pre-quantisation latents, each [1, R, dim_out]. */
   forward(latents: Tensor[], trace?: Trace): Tensor[] {
+    return trace ? this.forwardPass(latents, trace) : withInferencePool(this._inferencePool, () => this.forwardPass(latents));
+  }
+
+  private forwardPass(latents: Tensor[], trace?: Trace): Tensor[] {
     const cfg = this._cfg;
     const r = cfg.n_registers;
     const registers = this.enc_register_module.registers;
