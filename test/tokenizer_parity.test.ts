@@ -203,6 +203,34 @@ describe('decoder arguments', { skip: goldenSkip(...TINY_FILES) }, () => {
   });
 });
 
+describe('encoder last block on the registers only', { skip: goldenSkip(...TINY_FILES) }, () => {
+  test('equals the full pass (traced, every row) for equal sizes (batched) and mixed sizes (packed)', () => {
+    const { encoder } = loadTiny();
+    const cfg = encoder.config;
+    const [p0, p1] = cfg.patch_sizes;
+    const [hm, wm] = cfg.max_sizes;
+    const rng = new Rng(3);
+    const full = [hm * p0, wm * p1];
+    const small = [Math.max(1, hm - 1) * p0, wm * p1];
+    for (const sizes of [[full, full], [full, small, full]]) {
+      const latents = sizes.map(([h, w]) => Tensor.randn([1, cfg.channels_in, h, w], rng));
+      const trimmed = noGrad(() => encoder.forward(latents));
+      const reference = noGrad(() => encoder.forward(latents, () => {}));
+      trimmed.forEach((t, i) => {
+        const r = reference[i];
+        assert.deepEqual(t.shape, r.shape);
+        let worst = 0;
+        let scale = 0;
+        for (let j = 0; j < t.f.length; j++) {
+          worst = Math.max(worst, Math.abs(t.f[j] - r.f[j]));
+          scale = Math.max(scale, Math.abs(r.f[j]));
+        }
+        assert.ok(worst <= 1e-5 * scale, `sample ${i} of ${sizes.length}: max |trimmed − full| ${worst} vs max |full| ${scale}`);
+      });
+    }
+  });
+});
+
 describe('training paths (golden tiny weights)', { skip: goldenSkip(...TINY_FILES) }, () => {
   test('gradients flow from the flow loss through decoder, FSQ (STE) and encoder', () => {
     const { encoder, decoder, io } = loadTiny();

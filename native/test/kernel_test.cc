@@ -928,13 +928,15 @@ void test_tile_gemm(const KernelTable& t) {
 // ---------------------------------------------------------------------------------------------
 // Attention (one forward tile / one backward head at a time, as attention.cc drives them)
 
-enum class MaskKind { None, Causal, Random, PerBatchCausal, RandomCausal };
+enum class MaskKind { None, Causal, Random, PerBatchCausal, RandomCausal, CausalLast, BlockDiag };
 const char* mask_name(MaskKind m) {
   switch (m) {
     case MaskKind::None: return "none";
     case MaskKind::Causal: return "causal";
     case MaskKind::Random: return "random (empty rows)";
     case MaskKind::PerBatchCausal: return "per-batch + causal";
+    case MaskKind::CausalLast: return "causal_last (dense rows)";
+    case MaskKind::BlockDiag: return "block-diagonal (dense rows)";
     default: return "random + causal";
   }
 }
@@ -949,6 +951,7 @@ void test_attention(const KernelTable& t) {
       {1, 1, 1, 1, 1, MaskKind::None},     {2, 3, 17, 17, 16, MaskKind::Causal},  {1, 2, 65, 130, 7, MaskKind::None},
       {1, 2, 130, 130, 24, MaskKind::Causal}, {2, 2, 70, 45, 8, MaskKind::Random}, {3, 2, 40, 45, 33, MaskKind::PerBatchCausal},
       {1, 2, 33, 140, 65, MaskKind::Random}, {1, 1, 67, 67, 5, MaskKind::RandomCausal}, {1, 1, 3, 200, 2, MaskKind::None},
+      {2, 2, 150, 150, 16, MaskKind::CausalLast}, {1, 2, 141, 141, 8, MaskKind::BlockDiag},
   };
   for (const AttnCase& ac : cases) {
     const int64_t B = ac.batch, H = ac.heads, Lq = ac.lq, Lk = ac.lk, D = ac.d;
@@ -959,9 +962,19 @@ void test_attention(const KernelTable& t) {
     fill(dOut, -1, 1);
     const bool causal = ac.mask == MaskKind::Causal || ac.mask == MaskKind::PerBatchCausal || ac.mask == MaskKind::RandomCausal;
     const bool perBatch = ac.mask == MaskKind::PerBatchCausal;
-    const bool hasMask = ac.mask == MaskKind::Random || perBatch || ac.mask == MaskKind::RandomCausal;
+    const bool structured = ac.mask == MaskKind::CausalLast || ac.mask == MaskKind::BlockDiag;
+    const bool hasMask = ac.mask == MaskKind::Random || perBatch || ac.mask == MaskKind::RandomCausal || structured;
     Buf<uint8_t> mask(hasMask ? (perBatch ? B : 1) * Lq * Lk : 0);
-    if (perBatch) {
+    if (structured) {
+      // rows whose allowed keys are one contiguous range (the kernels' dense-row path), ranges not on tile edges
+      const int64_t prefix = 77;
+      for (int64_t i = 0; i < Lq; i++) {
+        int64_t lo = 0, hi = 0;
+        if (ac.mask == MaskKind::CausalLast) hi = i < prefix ? prefix - 1 : i;  // patches see patches; the rest causal
+        else lo = i < 53 ? 0 : i < 100 ? 53 : 100, hi = i < 53 ? 52 : i < 100 ? 99 : Lk - 1;
+        for (int64_t j = 0; j < Lk; j++) mask[i * Lk + j] = j >= lo && j <= hi ? 1 : 0;
+      }
+    } else if (perBatch) {
       for (int64_t b = 0; b < B; b++) {
         const int64_t valid = std::max<int64_t>(1, Lk - 7 * (b + 1));
         for (int64_t i = 0; i < Lq; i++)

@@ -135,12 +135,17 @@ export class RegisterEncoder {
       trace('enc.packed_seq', reshape(x, [1, layout.length, cfg.dim]));
       trace('enc.attn_mask', layout.packedMaskTensor());
     }
-    this.enc_transformer.blocks.forEach((block, j) => {
+    const blocks = this.enc_transformer.blocks;
+    // Only the registers are read after the trunk, so the last block runs its queries, residual and MLP on
+    // them alone (keys and values still come from every token); traced passes compute every row.
+    const trimLast = !trace && blocks.length > 0;
+    blocks.forEach((block, j) => {
+      if (trimLast && j === blocks.length - 1) return;
       x = block.forward(x, layout);
       if (trace) trace(`enc.block${j}.out`, reshape(x, [1, layout.length, cfg.dim]));
     });
     // Registers of every sample through the head at once.
-    const regRows = concat(grids.map(([gh, gw], i) => {
+    const regRows = trimLast ? blocks[blocks.length - 1].forwardQueries(x, layout, layout.lastSubsequenceQueries()) : concat(grids.map(([gh, gw], i) => {
       const start = layout.sampleStart[i] + gh * gw;
       if (trace) {
         trace(`enc.trunk.patches.${i}`, asGrid(slice(x, 0, layout.sampleStart[i], start), gh, gw));

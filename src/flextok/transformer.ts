@@ -8,7 +8,7 @@
 // sequence (B = 1) with a block-diagonal mask.
 
 import { addGatedSegments, attention, layerNorm, linear, modulateSegments } from '../tensor/nn.js';
-import { add, mul, reshape, silu, slice } from '../tensor/ops.js';
+import { add, indexSelect, mul, reshape, silu, slice } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
 import { attentionScale, mlpHiddenDim, numHeads, type MaskMode, type TransformerConfig } from './tokenizer_config.js';
 import type { Trace, WeightMap } from './weights.js';
@@ -115,9 +115,42 @@ export class SequenceLayout {
     return t;
   }
 
+  /** The rows of every sample's last sub-sequence (the registers) as attention queries against all
+   * tokens: their indices into the packed [N, D] matrix, and the matching rows of the attention mask. */
+  lastSubsequenceQueries(): QueryRows {
+    const rows: number[] = [];
+    this.samples.forEach((subs, i) => {
+      const len = subs.reduce((a, b) => a + b, 0);
+      for (let q = len - subs[subs.length - 1]; q < len; q++) rows.push(this.sampleStart[i] + q);
+    });
+    const index = new Tensor(Int32Array.from(rows), [rows.length]);
+    const perBatch = rows.length / this.attnBatch; // batched: the same positions in each sample
+    let mask: Uint8Array | null = null;
+    if (this.attnMask !== null) {
+      const lk = this.attnLength;
+      const src = this.attnMask;
+      mask = new Uint8Array(perBatch * lk);
+      for (let r = 0; r < perBatch; r++) {
+        const q = this.batched ? rows[r] - this.sampleStart[0] : rows[r];
+        mask.set(src.subarray(q * lk, (q + 1) * lk), r * lk);
+      }
+    }
+    return { index, perBatch, mask };
+  }
+
   private sampleMask(subs: readonly number[]): Uint8Array {
     return sampleMask(subs, this.mode);
   }
+}
+
+/** A subset of the tokens that ask attention queries (see SequenceLayout.lastSubsequenceQueries). */
+export interface QueryRows {
+  /** int32 [M]: rows of the packed [N, D] token matrix, sample-major */
+  index: Tensor;
+  /** queries per attention batch entry (M / attnBatch) */
+  perBatch: number;
+  /** the attention mask's rows for these queries ([perBatch·attnLength]); null = everything allowed */
+  mask: Uint8Array | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +222,21 @@ export class SelfAttention {
     const o = attention(q, k, v, { mask: layout.attnMask, scale: this._scale });
     return applyLinear(reshape(o, [layout.length, this._heads * this._headDim]), this.proj);
   }
+
+  /** Attention output for the query rows only: x [N, D] (keys and values from every token) → [M, D]. */
+  forwardQueries(x: Tensor, layout: SequenceLayout, queries: QueryRows): Tensor {
+    const m = queries.index.shape[0];
+    const shapeKV = [layout.attnBatch, layout.attnLength, this._heads, this._headDim];
+    let q = reshape(applyLinear(indexSelect(x, 0, queries.index), this.wq), [layout.attnBatch, queries.perBatch, this._heads, this._headDim]);
+    let k = reshape(applyLinear(x, this.wk), shapeKV);
+    const v = reshape(applyLinear(x, this.wv), shapeKV);
+    if (this._qkNorm) {
+      q = layerNorm(q, null, null, LN_EPS);
+      k = layerNorm(k, null, null, LN_EPS);
+    }
+    const o = attention(q, k, v, { mask: queries.mask, scale: this._scale });
+    return applyLinear(reshape(o, [m, this._heads * this._headDim]), this.proj);
+  }
 }
 
 /** Gated MLP ("GatedMlp", SwiGLU): fc2(silu(fc1 x) ⊙ fc3 x). */
@@ -221,6 +269,13 @@ export class PlainBlock {
 
   forward(x: Tensor, layout: SequenceLayout): Tensor {
     const h = add(x, this.attn.forward(layerNorm(x, null, null, LN_EPS), layout));
+    return add(h, this.mlp.forward(layerNorm(h, null, null, LN_EPS)));
+  }
+
+  /** The block's output for the query rows only (x [N, D] → [M, D]): what a last block computes when
+   * only some tokens are read afterwards (the encoder's registers), with the same numbers as forward. */
+  forwardQueries(x: Tensor, layout: SequenceLayout, queries: QueryRows): Tensor {
+    const h = add(indexSelect(x, 0, queries.index), this.attn.forwardQueries(layerNorm(x, null, null, LN_EPS), layout, queries));
     return add(h, this.mlp.forward(layerNorm(h, null, null, LN_EPS)));
   }
 }
