@@ -56,15 +56,19 @@ function blockFlops(dim: number, hidden: number, n: number, pairs: number): numb
   return proj + mlp + attn;
 }
 
-/** Encoder forward FLOPs for one image of `patches` patch tokens (default: the full posemb grid) with R registers under the causal_last mask. */
+/** Encoder forward FLOPs for one image of `patches` patch tokens (default: the full posemb grid) with R registers under the causal_last mask.
+ * The last block computes keys and values for every token but queries, output projection and MLP for the registers only. */
 export function encoderFlops(cfg: EncoderConfig, patches = cfg.max_sizes[0] * cfg.max_sizes[1]): number {
   const np = patches;
   const r = cfg.n_registers;
   const n = np + r;
-  const pairs = np * np + r * np + (r * (r + 1)) / 2;
+  const d = cfg.dim;
+  const regPairs = r * np + (r * (r + 1)) / 2;
+  const pairs = np * np + regPairs;
   const hidden = mlpHiddenDim(cfg);
   const patchIn = cfg.patch_sizes[0] * cfg.patch_sizes[1] * cfg.channels_in;
-  return cfg.depth * blockFlops(cfg.dim, hidden, n, pairs) + 2 * np * patchIn * cfg.dim + 2 * r * cfg.dim * cfg.dim_out;
+  const lastBlock = 2 * 2 * n * d * d + blockFlops(d, hidden, r, regPairs) - 2 * 2 * r * d * d; // wk, wv on n rows; the rest on r
+  return (cfg.depth - 1) * blockFlops(d, hidden, n, pairs) + lastBlock + 2 * np * patchIn * d + 2 * r * d * cfg.dim_out;
 }
 
 /** Decoder step FLOPs for `batch` images of `patches` patch tokens each (full attention within each image). */
