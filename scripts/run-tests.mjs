@@ -26,7 +26,7 @@ const all = only.length ? only : find(path.join(root, 'test'));
 // Files that also run on the pure TypeScript backend: the engine tests, and the golden parity / model tests
 // (measured on FLEXTOK_BACKEND=js with 2 cores: tokenizer_parity 12 s, model_e2e 4 s, vae 2 s, the rest ~1 s).
 const jsPassFiles = all.filter((f) =>
-  /^test\/(engine|ops|nn|kernels|autograd|optim|train_toy|tokenizer_parity|vae|model_e2e|model_pixel|checkpoint)[^/]*\.test\.ts$/.test(f));
+  /^test\/(engine|ops|nn|kernels|autograd|optim|train_toy|tokenizer_parity|vae|model_e2e|model_pixel|checkpoint|ar_model|ar_sampling)[^/]*\.test\.ts$/.test(f));
 
 const requested = process.env.FLEXTOK_BACKEND ?? '';
 if (!['', 'auto', 'native', 'js'].includes(requested)) {
