@@ -1,4 +1,4 @@
-// Exact resume, for train-tokenizer and train-vae. A run is killed with SIGKILL by the test-only hooks
+// Exact resume, for train-tokenizer, train-vae and train-ar. A run is killed with SIGKILL by the test-only hooks
 // in src/train/run.ts (FLEXTOK_TEST_KILL_AFTER_CHECKPOINT / FLEXTOK_TEST_KILL_DURING_CHECKPOINT: the
 // process kills itself at an exact point, no timers) and continued with --resume. The checks are built
 // so that a --resume that ignored the checkpoint and retrained from step 0 would fail them (training is
@@ -15,12 +15,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { readCheckpointHeader } from '../src/train/run.js';
+import { writeSyntheticTokens } from './helpers/tokens.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const cli = path.join(root, 'src/cli/main.ts');
 
 interface Kind {
-  command: 'train-tokenizer' | 'train-vae';
+  command: 'train-tokenizer' | 'train-vae' | 'train-ar';
   config: string;
   extra: string[];
   steps: number;
@@ -28,13 +29,21 @@ interface Kind {
   killAfter: number;
   /** the next checkpoint step, killed in the middle of its write */
   killDuring: number;
-  /** the steps with a log.jsonl line (and a progress line) */
+  /** the steps of the log.jsonl lines, in order */
   logSteps: number[];
+  /** the steps with a progress line (default logSteps) */
+  progressSteps?: number[];
   /** files of the exported model, compared tensor by tensor (.safetensors) or byte by byte */
   exports: string[];
 }
 
 // test-tiny: checkpoint and log every 2 steps; vae-test-tiny: log every 5, checkpoint every 10.
+// ar-test-tiny: log every 2, checkpoint every 4, a validation line every 5 steps and at the end (before the step's
+// training line at a log step, after it at the end); trained on a synthetic token folder made here.
+const arTokens = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-ar-tokens-'));
+writeSyntheticTokens(arTokens);
+process.on('exit', () => fs.rmSync(arTokens, { recursive: true, force: true }));
+
 const KINDS: Kind[] = [
   {
     command: 'train-tokenizer', config: 'configs/test-tiny.json', extra: ['--data', 'synthetic:64'], steps: 16, killAfter: 4, killDuring: 6,
@@ -43,6 +52,10 @@ const KINDS: Kind[] = [
   {
     command: 'train-vae', config: 'configs/vae-test-tiny.json', extra: [], steps: 24, killAfter: 10, killDuring: 20,
     logSteps: [5, 10, 15, 20, 24], exports: ['vae/diffusion_pytorch_model.safetensors', 'vae/config.json'],
+  },
+  {
+    command: 'train-ar', config: 'configs/ar-test-tiny.json', extra: ['--tokens', arTokens], steps: 12, killAfter: 4, killDuring: 8,
+    logSteps: [2, 4, 5, 6, 8, 10, 10, 12, 12], progressSteps: [2, 4, 6, 8, 10, 12], exports: ['model.safetensors'],
   },
 ];
 
@@ -131,7 +144,7 @@ function assertSameEnd(kind: Kind, straight: string, resumed: string): void {
 function assertResumedFrom(kind: Kind, run: Run, from: number, until = kind.steps): void {
   const r = resumeReport(kind, run.stderr);
   assert.deepEqual(r.resumedAt, [from], `the resumed run does not report 'resumed … at step ${from}':\n${run.stderr}`);
-  assert.deepEqual(r.progress, kind.logSteps.filter((s) => s > from && s <= until), `progress lines of the resumed run (only steps after ${from}):\n${run.stderr}`);
+  assert.deepEqual(r.progress, (kind.progressSteps ?? kind.logSteps).filter((s) => s > from && s <= until), `progress lines of the resumed run (only steps after ${from}):\n${run.stderr}`);
   assert.ok(r.checkpoints.every((s) => s > from), `the resumed run saved checkpoints at or before step ${from}:\n${run.stderr}`);
 }
 
@@ -176,7 +189,7 @@ for (const kind of KINDS) {
       // elapsed_s and images_per_sec are wall-clock measurements).
       assert.deepEqual(logLines(resumed).slice(0, killedLog.length), killedLog, 'log lines of the killed session were rewritten');
       assertSameEnd(kind, straight, resumed);
-      if (kind.command === 'train-tokenizer') {
+      if (kind.command !== 'train-vae') {
         const names = [...tensorBytes(path.join(resumed, 'checkpoint.safetensors')).keys()];
         assert.ok(names.some((k) => k.startsWith('optim.m/')) && names.some((k) => k.startsWith('ema/')), 'the checkpoint holds AdamW and EMA state');
       }

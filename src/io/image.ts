@@ -9,6 +9,7 @@
 //   3. x/255 → [0, 1] → (x − 0.5)/0.5 → [-1, 1], layout [1, 3, H, W] float32.
 // Saving maps [-1, 1] → [0, 255] (values outside are clamped) and rounds to the nearest integer.
 import * as fs from 'node:fs';
+import * as zlib from 'node:zlib';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Tensor } from '../tensor/tensor.js';
@@ -170,11 +171,9 @@ export interface GridOptions {
   background?: [number, number, number];
 }
 
-/**
- * Saves a grid of images: `rows[r][c]` is the image of row r, column c (null leaves a cell empty). Cells are
- * as large as the largest image of their column / row; smaller images are centred.
- */
-export async function saveGrid(rows: Array<Array<Tensor | null>>, file: string, opts: GridOptions = {}): Promise<void> {
+/** The RGB pixels of a grid of images: `rows[r][c]` is the image of row r, column c (null leaves a cell empty).
+ * Cells are as large as the largest image of their column / row; smaller images are centred. */
+export function composeGrid(rows: Array<Array<Tensor | null>>, opts: GridOptions = {}): { data: Buffer; width: number; height: number } {
   const gap = opts.gap ?? 2;
   const bg = opts.background ?? [255, 255, 255];
   const nCols = Math.max(0, ...rows.map((r) => r.length));
@@ -209,5 +208,66 @@ export async function saveGrid(rows: Array<Array<Tensor | null>>, file: string, 
     });
     y += rowH[r]! + gap;
   });
-  await writeRgb(file, out, width, height);
+  return { data: out, width, height };
+}
+
+/** Saves a grid of images (see composeGrid) as PNG (or JPEG / WebP by extension). */
+export async function saveGrid(rows: Array<Array<Tensor | null>>, file: string, opts: GridOptions = {}): Promise<void> {
+  const { data, width, height } = composeGrid(rows, opts);
+  await writeRgb(file, data, width, height);
+}
+
+// ---------------------------------------------------------------------------------------------
+// synchronous PNG (for code that must write while a synchronous computation runs, e.g. previews)
+
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+function crc32(bytes: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+function pngChunk(type: string, body: Uint8Array): Buffer {
+  const out = Buffer.alloc(12 + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.write(type, 4, 'ascii');
+  out.set(body, 8);
+  out.writeUInt32BE(crc32(out.subarray(4, 8 + body.length)), 8 + body.length);
+  return out;
+}
+
+/** 8-bit RGB pixels → PNG bytes (filter 0 on every row, zlib level 6). */
+export function encodePngRgb(data: Buffer, width: number, height: number): Buffer {
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) data.copy(raw, y * (width * 3 + 1) + 1, y * width * 3, (y + 1) * width * 3);
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // bit depth 8, colour type RGB, deflate, no filter method, no interlace
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw, { level: 6 })), pngChunk('IEND', new Uint8Array(0))]);
+}
+
+/** Saves a grid of images as PNG before returning (atomically: temp file + rename). */
+export function saveGridSync(rows: Array<Array<Tensor | null>>, file: string, opts: GridOptions = {}): void {
+  if (path.extname(file).toLowerCase() !== '.png') throw new ImageError(file, 'synchronous writing supports PNG only; use a .png name');
+  const { data, width, height } = composeGrid(rows, opts);
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, encodePngRgb(data, width, height));
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw new ImageError(file, `cannot write the image (${describeError(err)})`);
+  }
 }

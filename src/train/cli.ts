@@ -2,8 +2,10 @@
 // `node --import tsx src/train/cli.ts train-tokenizer --config … --out …`).
 
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { UsageError, type CommandSpec, type ParsedArgs } from '../cli/args.js';
-import { parseTokenizerConfig, parseVaeConfig, readJsonFile, type TokenizerTrainConfig, type VaeTrainConfig } from './config.js';
+import { parseArTrainConfig, parseTokenizerConfig, parseVaeConfig, readJsonFile, type ArTrainConfig, type TokenizerTrainConfig, type TrainConfig, type VaeTrainConfig } from './config.js';
+import { runArTraining } from './ar.js';
 import { runPaths, writeTextAtomic } from './run.js';
 import { runTokenizerTraining } from './tokenizer.js';
 import { runVaeTraining } from './vae.js';
@@ -61,16 +63,21 @@ export const trainVaeSpec: CommandSpec = {
 
 type Parse<C> = (json: unknown, source: string) => C;
 
-/** The config of a new or resumed run with the command-line overrides applied. */
-function resolveConfig<C extends TokenizerTrainConfig | VaeTrainConfig>(args: ParsedArgs, parse: Parse<C>): { config: C; outDir: string; resume: boolean } {
+/** The image trainers' --data override. */
+const setDataSource = (c: TokenizerTrainConfig | VaeTrainConfig, args: ParsedArgs): void => {
+  const data = args.str('data');
+  if (data !== undefined) c.data.source = data;
+};
+
+/** The config of a new or resumed run with the command-line overrides applied (`setData`: the data options). */
+function resolveConfig<C extends TrainConfig>(args: ParsedArgs, parse: Parse<C>, setData: (c: C, args: ParsedArgs) => void): { config: C; outDir: string; resume: boolean } {
   const outDir = args.requireStr('out');
   const resume = args.flag('resume');
   const steps = args.has('steps') ? args.num('steps', 0, { integer: true, min: 1 }) : undefined;
   const seed = args.has('seed') ? args.num('seed', 0, { integer: true, min: 0 }) : undefined;
-  const data = args.str('data');
   const override = (c: C, withSteps: boolean): C => {
     const copy = JSON.parse(JSON.stringify(c)) as C;
-    if (data !== undefined) copy.data.source = data;
+    setData(copy, args);
     if (seed !== undefined) copy.seed = seed;
     if (withSteps && steps !== undefined) copy.optim.total_steps = steps;
     return parse(copy, 'config with command-line overrides');
@@ -88,7 +95,7 @@ function resolveConfig<C extends TokenizerTrainConfig | VaeTrainConfig>(args: Pa
     const strip = (c: C) => JSON.stringify({ ...c, optim: { ...c.optim, total_steps: 0 } });
     return strip(a) !== strip(b);
   };
-  if (changed(stored, resumed)) throw new UsageError('--resume: --data and --seed must match the run being resumed (only --steps may change)', args.command);
+  if (changed(stored, resumed)) throw new UsageError('--resume: the data options and --seed must match the run being resumed (only --steps may change)', args.command);
   const file = args.str('config');
   if (file !== undefined && changed(stored, override(parse(readJsonFile(file), file), false))) {
     throw new UsageError(`--resume: ${file} differs from the run's own ${paths.config}; resume without --config, or start a new run`, args.command);
@@ -100,13 +107,60 @@ function resolveConfig<C extends TokenizerTrainConfig | VaeTrainConfig>(args: Pa
 /** `flextok train-tokenizer …` (registered in src/cli/main.ts, which handles --help and errors). */
 export async function runTrainTokenizer(args: ParsedArgs): Promise<void> {
   if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
-  const { config, outDir, resume } = resolveConfig(args, parseTokenizerConfig);
+  const { config, outDir, resume } = resolveConfig(args, parseTokenizerConfig, setDataSource);
   await runTokenizerTraining({ config, outDir, resume });
 }
 
 /** `flextok train-vae …` (registered in src/cli/main.ts). */
 export async function runTrainVae(args: ParsedArgs): Promise<void> {
   if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
-  const { config, outDir, resume } = resolveConfig(args, parseVaeConfig);
+  const { config, outDir, resume } = resolveConfig(args, parseVaeConfig, setDataSource);
   await runVaeTraining({ config, outDir, resume });
+}
+
+export const trainArSpec: CommandSpec = {
+  name: 'train-ar',
+  summary: 'Train a class-conditional autoregressive generator (FlexAR) over the token ids of a tokenize-dataset folder.',
+  usage: 'flextok train-ar --config FILE --tokens DIR --out DIR [--tokenizer MODEL] [--steps N] [--seed N] [--resume]',
+  positionals: [],
+  options: [
+    { name: 'config', kind: 'string', value: 'FILE', help: 'JSON training config (see configs/ar-fmnist.json); required for a new run' },
+    { name: 'tokens', kind: 'string', value: 'DIR', help: 'a `flextok tokenize-dataset` output folder: trains on DIR/train.safetensors, scores DIR/test.safetensors if it exists (overrides tokens.train / tokens.val)' },
+    { name: 'tokenizer', kind: 'string', value: 'MODEL', help: 'the tokenizer the tokens came from (overrides the config\'s tokenizer; default models/fmnist-default); its weights must have the sha256 recorded in the token files' },
+    { name: 'out', kind: 'string', value: 'DIR', help: 'run folder: config.json, log.jsonl, samples/step_NNNNNN.png, checkpoint.safetensors, model.safetensors (required)' },
+    { name: 'resume', kind: 'boolean', help: 'continue the run in --out from its checkpoint; the result is bitwise identical to an uninterrupted run' },
+    { name: 'steps', kind: 'string', value: 'N', help: 'total optimizer steps (overrides optim.total_steps; with --resume it may extend the run)' },
+    { name: 'seed', kind: 'string', value: 'N', help: 'seed of every random draw (overrides seed; not allowed to change on --resume)' },
+  ],
+  notes: [
+    ['Config sections: seed; tokens {train, val}; tokenizer; model {dim, depth, head_dim, mlp_ratio, head flat|digits, qk_norm, digit_hidden};',
+      'class_dropout; optim (as train-tokenizer; batch_size counts sequences); run {log_every, sample_every, checkpoint_every, val_every,',
+      'val_sequences, samples_per_class, export_dtype F32|F16|BF16}; sampling {cfg_scale, cfg_schedule constant|linear|power-cosine, cfg_power,',
+      'temperature, top_k, top_p, decoder_steps, decoder_guidance}: stored with the exported model as `flextok generate`\'s defaults.'].join('\n'),
+    ['Loss: next-token cross-entropy in nats per token (the digits head sums its six digit cross-entropies: the same quantity).',
+      'log.jsonl also gets val_loss lines (EMA weights); sample grids show one generated sample per class (rows) decoded at k = 1, 2, 4, …, R.'].join('\n'),
+    'model.safetensors (EMA weights) records the tokenizer (path and sha256 of its weights); `flextok generate` refuses another tokenizer.',
+    ...runNotes,
+  ],
+};
+
+/** train-ar's data options: --tokens DIR and --tokenizer MODEL. */
+const setTokens = (c: ArTrainConfig, args: ParsedArgs): void => {
+  const dir = args.str('tokens');
+  if (dir !== undefined) {
+    const train = path.join(dir, 'train.safetensors');
+    if (!fs.existsSync(train)) throw new UsageError(`--tokens: ${train} does not exist (write it with \`flextok tokenize-dataset --out ${dir}\`)`, args.command);
+    const val = path.join(dir, 'test.safetensors');
+    c.tokens = { train, val: fs.existsSync(val) ? val : null };
+  }
+  const tokenizer = args.str('tokenizer');
+  if (tokenizer !== undefined) c.tokenizer = tokenizer;
+};
+
+/** `flextok train-ar …` (registered in src/cli/main.ts). */
+export async function runTrainAr(args: ParsedArgs): Promise<void> {
+  if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
+  const { config, outDir, resume } = resolveConfig(args, parseArTrainConfig, setTokens);
+  if (!config.tokens.train) throw new UsageError('no training tokens: pass --tokens DIR (a `flextok tokenize-dataset` folder) or set tokens.train in the config', args.command);
+  await runArTraining({ config, outDir, resume });
 }

@@ -1,7 +1,8 @@
-// JSON training configs (tokenizer and VAE): typed sections with defaults, strict validation that
+// JSON training configs (tokenizer, VAE and generator): typed sections with defaults, strict validation that
 // names the offending key (unknown keys are errors, so typos never silently fall back to defaults),
 // and the derived EncoderConfig / DecoderConfig of the FlexTok modules.
 
+import { parseArSampling, type ArSamplingConfig } from '../ar/settings.js';
 import * as fs from 'node:fs';
 import type { KeepKSampling } from '../flextok/decoder.js';
 import type { DecoderConfig, EncoderConfig, NullCondType } from '../flextok/tokenizer_config.js';
@@ -167,7 +168,47 @@ export interface VaeTrainConfig {
   run: RunConfig;
 }
 
-export type TrainConfig = TokenizerTrainConfig | VaeTrainConfig;
+/** The stage-2 model's trunk and head (the codebook, FSQ levels, token count and classes come from the token dataset). */
+export interface ArTrainModelConfig {
+  dim: number;
+  depth: number;
+  head_dim: number;
+  mlp_ratio: number;
+  head: 'flat' | 'digits';
+  qk_norm: boolean;
+  /** digits head: hidden width of each per-digit MLP (null = dim) */
+  digit_hidden: number | null;
+}
+
+export interface ArRunConfig {
+  log_every: number;
+  sample_every: number;
+  checkpoint_every: number;
+  /** steps between validation losses (0 = only at checkpoints) */
+  val_every: number;
+  /** sequences of the validation split scored each time (its first N, in order) */
+  val_sequences: number;
+  /** generated samples per class in a sample grid (each decoded at k = 1, 2, 4, …, R) */
+  samples_per_class: number;
+  export_dtype: 'F32' | 'F16' | 'BF16';
+}
+
+export interface ArTrainConfig {
+  kind: 'ar';
+  seed: number;
+  /** token datasets written by `flextok tokenize-dataset` (train split; validation split or null) */
+  tokens: { train: string; val: string | null };
+  /** the tokenizer the tokens came from (checked by sha256; decodes the sample grids) */
+  tokenizer: string;
+  model: ArTrainModelConfig;
+  /** probability that a sequence's class is replaced by the null class (for CFG) */
+  class_dropout: number;
+  optim: OptimConfig;
+  run: ArRunConfig;
+  sampling: ArSamplingConfig;
+}
+
+export type TrainConfig = TokenizerTrainConfig | VaeTrainConfig | ArTrainConfig;
 
 // ---------------------------------------------------------------------------------------------
 // defaults
@@ -465,6 +506,74 @@ export function parseTokenizerConfig(json: Json, source = 'config'): TokenizerTr
     if (cfg.repa && cfg.repa.layer >= cfg.model.decoder.depth) {
       throw new ConfigError(`repa.layer ${cfg.repa.layer} must be a decoder block index < decoder.depth ${cfg.model.decoder.depth}`);
     }
+    return cfg;
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`${source}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** The sampling section, validated by the generator's own parser (its errors become ConfigErrors). */
+function parseSamplingSection(json: Json): ArSamplingConfig {
+  try {
+    return parseArSampling(json, 'sampling');
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+}
+
+/** Validate a stage-2 (autoregressive generator) training config, filling defaults. */
+export function parseArTrainConfig(json: Json, source = 'config'): ArTrainConfig {
+  try {
+    const s = Section.of(json, '');
+    const kind = s.str('kind', 'ar');
+    if (kind !== 'ar') throw new ConfigError(`kind is '${kind}'; this is the generator trainer (train-ar)`);
+    const ts = s.section('tokens');
+    const trainRaw = ts.raw('train');
+    if (trainRaw !== undefined && trainRaw !== null && typeof trainRaw !== 'string') {
+      throw new ConfigError(`tokens.train: expected a file path or null (then --tokens DIR gives it), got ${JSON.stringify(trainRaw)}`);
+    }
+    const trainTokens = (trainRaw as string | null | undefined) ?? '';
+    const valRaw = ts.raw('val');
+    if (valRaw !== undefined && valRaw !== null && (typeof valRaw !== 'string' || valRaw === '')) {
+      throw new ConfigError(`tokens.val: expected a file path or null, got ${JSON.stringify(valRaw)}`);
+    }
+    ts.done();
+    const ms = s.section('model');
+    const model: ArTrainModelConfig = {
+      dim: ms.num('dim', 256, { int: true, min: 8 }),
+      depth: ms.num('depth', 6, { int: true, min: 1 }),
+      head_dim: ms.num('head_dim', 64, { int: true, min: 1 }),
+      mlp_ratio: ms.num('mlp_ratio', 4, { min: 0, exclusiveMin: true }),
+      head: ms.oneOf('head', 'digits', ['flat', 'digits'] as const),
+      qk_norm: ms.bool('qk_norm', true),
+      digit_hidden: ms.optInt('digit_hidden', null),
+    };
+    if (model.dim % model.head_dim !== 0) throw new ConfigError(`model.dim ${model.dim} is not a multiple of head_dim ${model.head_dim}`);
+    ms.done();
+    const rs = s.section('run');
+    const run: ArRunConfig = {
+      log_every: rs.num('log_every', 20, { int: true, min: 1 }),
+      sample_every: rs.num('sample_every', 1000, { int: true, min: 0 }),
+      checkpoint_every: rs.num('checkpoint_every', 500, { int: true, min: 0 }),
+      val_every: rs.num('val_every', 500, { int: true, min: 0 }),
+      val_sequences: rs.num('val_sequences', 2000, { int: true, min: 1 }),
+      samples_per_class: rs.num('samples_per_class', 1, { int: true, min: 1 }),
+      export_dtype: rs.oneOf('export_dtype', 'F16', ['F32', 'F16', 'BF16'] as const),
+    };
+    rs.done();
+    const cfg: ArTrainConfig = {
+      kind: 'ar',
+      seed: s.num('seed', 0, { int: true, min: 0 }),
+      tokens: { train: trainTokens, val: (valRaw as string | null | undefined) ?? null },
+      tokenizer: s.str('tokenizer', 'models/fmnist-default'),
+      model,
+      class_dropout: s.num('class_dropout', 0.1, { min: 0, max: 1 }),
+      optim: parseOptim(s.section('optim')),
+      run,
+      sampling: parseSamplingSection(s.raw('sampling')),
+    };
+    s.done();
     return cfg;
   } catch (e) {
     if (e instanceof ConfigError) throw new ConfigError(`${source}: ${e.message}`);
