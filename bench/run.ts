@@ -1,6 +1,7 @@
 // Engine benchmark (`npm run bench`, `npm run bench -- --json`): the machine's FMA peak, sgemm and bf16 GEMM
 // rates as % of that peak, fused attention, layernorm and a whole transformer block. Asserts nothing.
 // Options: --json (JSON on stdout), --quick (shorter runs), --only=<substring> (entries whose name matches).
+import { arEntry } from './ar.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { loadNativeKernels } from '../src/tensor/backend_native.js';
@@ -201,6 +202,7 @@ export const entries: BenchEntry[] = [
   blockEntry,
   flextokD12Entry,
   trainStepEntry,
+  arEntry,
   vsPytorchEntry,
 ];
 

@@ -1,9 +1,11 @@
 // `flextok demo`: the offline showcase — the shipped Fashion-MNIST tokenizer reconstructs the ten shipped test
-// images from their first k = 1, 2, 4, …, R tokens, writes the coarse-to-fine grid and prints MSE / PSNR per k.
+// images from their first k = 1, 2, 4, …, R tokens, writes the coarse-to-fine grid and prints MSE / PSNR per k;
+// then the shipped generator draws one sample per class, decoded at k = 1, 2, 4, …, R as its tokens appear.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clampToDisplayRange, mse, psnrPerImage } from '../eval/metrics.js';
+import { Generator, type Preview } from '../ar/generator.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import { concat, slice } from '../tensor/ops.js';
 import { loadImage, saveGrid } from '../io/image.js';
@@ -14,6 +16,8 @@ import { ProgressBar } from './progress.js';
 /** The shipped default model and test images, relative to the package root. */
 export const DEFAULT_DEMO_MODEL = 'models/fmnist-default/model.safetensors';
 export const DEMO_IMAGE_DIR = 'assets/fashion-mnist';
+/** The shipped class-conditional generator for the default tokenizer. */
+export const DEFAULT_DEMO_GENERATOR = 'models/fmnist-ar';
 /** Grid cells are shown this many times larger (nearest neighbour), so 32×32 images are visible. */
 const CELL_SCALE = 4;
 
@@ -28,7 +32,9 @@ export const demoSpec: CommandSpec = {
     { name: 'steps', kind: 'string', value: 'N', help: 'Euler denoising steps', defaultText: '25' },
     { name: 'guidance', kind: 'string', value: 'S', help: 'guidance scale (1 = no guidance)', defaultText: '1' },
     { name: 'apg', kind: 'boolean', help: 'adaptive projected guidance instead of plain classifier-free guidance (with --guidance ≠ 1)' },
-    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the initial noise', defaultText: '0' },
+    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the initial noise (and of the generated tokens)', defaultText: '0' },
+    { name: 'generator', kind: 'string', value: 'DIR', help: 'class-conditional generator for the second part', defaultText: `the shipped ${DEFAULT_DEMO_GENERATOR}` },
+    { name: 'no-generate', kind: 'boolean', help: 'skip the generation part' },
   ],
   notes: [
     `The images are the ${DEMO_IMAGE_DIR}/*.png files (one 28×28 Fashion-MNIST test image per class), centred on the model's canvas with background −1 (black) as in training.`,
@@ -177,4 +183,35 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
   print(`(mean over the ${images.length} images: ${names.join(', ')}; MSE on the [-1, 1] scale, PSNR on [0, 1])`);
   print('');
   print(`wrote ${out}: ${rows.length} rows (one per image) × (original + k = ${ks.join(', ')}), cells ×${CELL_SCALE}`);
+  if (!args.flag('no-generate')) await demoGeneration(args, root, modelFile, out, seed, print);
+}
+
+/** The generation part: one sample per class from the shipped generator, each decoded at every k as its tokens appear. */
+async function demoGeneration(args: ParsedArgs, root: string, tokenizerFile: string, out: string, seed: number, print: (line: string) => void): Promise<void> {
+  const given = args.str('generator');
+  const dir = given !== undefined ? path.resolve(given) : path.join(root, DEFAULT_DEMO_GENERATOR);
+  if (!fs.existsSync(dir)) {
+    if (given !== undefined) throw new UsageError(`--generator ${given}: no such file or folder`, 'demo');
+    print('');
+    print(`(no generator at ${displayPath(dir)}: skipping generation; train one with 'flextok train-ar', see the README)`);
+    return;
+  }
+  const started = Date.now();
+  const gen = Generator.load(dir, { tokenizer: tokenizerFile });
+  // --steps, when given, also sets the decoder steps of the generated samples (else the generator's stored setting)
+  const settings = gen.settings({ seed, decoder_steps: args.has('steps') ? args.num('steps', 25, { integer: true, min: 1 }) : undefined });
+  const classes = gen.classNames.map((_, i) => i);
+  print('');
+  print(`loaded the generator ${displayPath(gen.source)} in ${((Date.now() - started) / 1000).toFixed(1)} s: FlexAR d${gen.model.config.dim}×${gen.model.config.depth}, ` +
+    `cfg ${settings.cfg_scale}, temperature ${settings.temperature}; generating one sample per class (${gen.classNames.join(', ')})`);
+  const previews: Preview[] = [];
+  const t0 = Date.now();
+  gen.generateImages(classes, settings, (p) => {
+    previews.push(p);
+    print(`  k = ${String(p.k).padStart(2)}: decoded after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+  const rows = classes.map((_, i) => previews.map((p) => gridCell(clampToDisplayRange(slice(p.images, 0, i, i + 1)), CELL_SCALE)));
+  const file = out.replace(/(\.[^./]+)?$/, (ext) => `-generated${ext || '.png'}`);
+  await saveGrid(rows, file, { gap: 4 });
+  print(`wrote ${file}: one generated sample per class (rows, in the order above) × k = ${previews.map((p) => p.k).join(', ')} (columns)`);
 }

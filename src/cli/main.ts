@@ -1,14 +1,18 @@
-// The `flextok` command-line tool: tokenize, detokenize, reconstruct, parity, pull, demo, train-tokenizer, train-vae.
+// The `flextok` command-line tool: tokenize, detokenize, reconstruct, parity, pull, demo, train-tokenizer, train-vae,
+// tokenize-dataset, train-ar, generate, eval-generation.
 import * as fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { commandHelp, parseCommand, UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { demoSpec, runDemo } from './demo.js';
+import { evalGenerationSpec, runEvalGeneration } from './eval_generation.js';
+import { generateSpec, runGenerate } from './generate.js';
 import { detokenizeSpec, runDetokenize } from './detokenize.js';
 import { paritySpec, runParityCommand } from './parity_cmd.js';
 import { pullSpec, runPull } from './pull.js';
 import { reconstructSpec, runReconstruct } from './reconstruct.js';
 import { runTokenize, tokenizeSpec } from './tokenize.js';
-import { runTrainTokenizer, runTrainVae, trainTokenizerSpec, trainVaeSpec } from '../train/cli.js';
+import { runTokenizeDataset, tokenizeDatasetSpec } from './tokenize_dataset.js';
+import { runTrainAr, runTrainTokenizer, runTrainVae, trainArSpec, trainTokenizerSpec, trainVaeSpec } from '../train/cli.js';
 import { describeBackend } from '../tensor/backend.js';
 
 interface Command {
@@ -31,8 +35,12 @@ const COMMANDS: readonly Command[] = [
   { spec: paritySpec, run: (a) => runParityCommand(a, print) },
   { spec: pullSpec, run: async (a) => (await runPull(a, log), 0) },
   { spec: demoSpec, run: async (a) => (await runDemo(a, print), 0) },
+  { spec: generateSpec, run: async (a) => (await runGenerate(a, log), 0) },
+  { spec: evalGenerationSpec, run: async (a) => (await runEvalGeneration(a, log), 0) },
   { spec: trainTokenizerSpec, run: async (a) => (await runTrainTokenizer(a), 0) },
   { spec: trainVaeSpec, run: async (a) => (await runTrainVae(a), 0) },
+  { spec: trainArSpec, run: async (a) => (await runTrainAr(a), 0) },
+  { spec: tokenizeDatasetSpec, run: async (a) => (await runTokenizeDataset(a, log), 0) },
 ];
 
 function version(): string {

@@ -1,0 +1,166 @@
+// `flextok eval-generation`: scores a class-conditional generator on Fashion-MNIST at every token count k
+// (class accuracy, Fréchet distance with its real-data floor, diversity, and the tokenizer's reconstructions
+// at the same k) and writes a table, a JSON report and a chart.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Generator, type GenerationSettings } from '../ar/generator.js';
+import { FmnistClassifier } from '../eval/classifier.js';
+import { writeLineChart } from '../eval/chart.js';
+import { evaluateGeneration, generationTable, type GenerationReport, type LabelledImages } from '../eval/generation.js';
+import { Rng } from '../tensor/rng.js';
+import { Tensor } from '../tensor/tensor.js';
+import { openDataset, sampleBatchWithLabels } from '../train/data.js';
+import type { ImageDataset } from '../io/datasets.js';
+import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
+import { DEFAULT_GENERATOR } from './generate.js';
+import { ProgressBar } from './progress.js';
+
+const CLASSIFIERS = [
+  { name: 'classifier', file: 'models/fmnist-classifier/classifier.safetensors' },
+  { name: 'robust', file: 'models/fmnist-classifier-robust/classifier.safetensors' },
+];
+
+export const evalGenerationSpec: CommandSpec = {
+  name: 'eval-generation',
+  summary: 'Score a class-conditional generator per token count k: class accuracy, Fréchet distance (with the real-data floor), diversity, and the tokenizer\'s own reconstructions.',
+  usage: 'flextok eval-generation [--model DIR] [--per-class N] [--ks 1,2,4,…] [sampling options] --out-dir DIR',
+  positionals: [],
+  options: [
+    { name: 'model', kind: 'string', value: 'DIR', help: 'generator folder or its model.safetensors', defaultText: DEFAULT_GENERATOR },
+    { name: 'tokenizer', kind: 'string', value: 'MODEL', help: 'the tokenizer the generator was trained on', defaultText: 'the one recorded in the generator' },
+    { name: 'per-class', kind: 'string', value: 'N', help: 'generated samples per class', defaultText: '100' },
+    { name: 'ks', kind: 'string', value: 'LIST', help: 'token counts to score, comma-separated', defaultText: '1, 2, 4, …, R' },
+    { name: 'recon', kind: 'string', value: 'N', help: 'test images the tokenizer reconstructs at each k (the first N)', defaultText: 'as many as generated samples' },
+    { name: 'cfg', kind: 'string', value: 'S', help: 'guidance scale on the logits', defaultText: 'stored with the generator' },
+    { name: 'cfg-schedule', kind: 'string', value: 'NAME', help: 'constant, linear or power-cosine', defaultText: 'stored' },
+    { name: 'temperature', kind: 'string', value: 'T', help: 'sampling temperature', defaultText: 'stored' },
+    { name: 'top-k', kind: 'string', value: 'K', help: 'top-k filter (0 = off)', defaultText: 'stored' },
+    { name: 'top-p', kind: 'string', value: 'P', help: 'top-p filter (1 = off)', defaultText: 'stored' },
+    { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
+    { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder", defaultText: 'stored' },
+    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the generation (batch b uses seed + b) and of the floor subset', defaultText: '1000 (not the seeds the samples of a model card were chosen on)' },
+    { name: 'out-dir', kind: 'string', value: 'DIR', help: 'writes report.md, report.json and chart.png there (required)' },
+  ],
+  notes: [
+    'Reference for the Fréchet distance: all 10,000 Fashion-MNIST test images; features: the project classifier\'s pooled last conv block (64-d).',
+    'The floor is the same distance for as many real train images as generated samples (what a perfect generator scores at that n).',
+  ],
+};
+
+function optNum(args: ParsedArgs, name: string, opts: { integer?: boolean; min?: number } = {}): number | undefined {
+  return args.has(name) ? args.num(name, 0, opts) : undefined;
+}
+
+function subset(ds: ImageDataset, indices: number[]): LabelledImages {
+  const per = ds.channels * ds.height * ds.width;
+  const data = new Float32Array(indices.length * per);
+  const labels = new Int32Array(indices.length);
+  indices.forEach((idx, i) => {
+    const s = ds.get(idx);
+    data.set(s.image, i * per);
+    labels[i] = s.label;
+  });
+  return { images: new Tensor(data, [indices.length, ds.channels, ds.height, ds.width]), labels };
+}
+
+export async function runEvalGeneration(args: ParsedArgs, log: (line: string) => void): Promise<void> {
+  if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
+  const outDir = args.requireStr('out-dir');
+  const perClass = args.num('per-class', 100, { integer: true, min: 1 });
+  const gen = Generator.load(args.str('model') ?? DEFAULT_GENERATOR, { tokenizer: args.str('tokenizer') });
+  const r = gen.model.config.num_tokens;
+  let ks: number[] | undefined;
+  if (args.has('ks')) {
+    ks = args.str('ks')!.split(',').map((x) => Number(x.trim()));
+    const bad = ks.find((k) => !Number.isInteger(k) || k < 1 || k > r);
+    if (bad !== undefined) throw new UsageError(`--ks: ${bad} is not an integer in 1..${r}`, args.command);
+  }
+  const over: Partial<GenerationSettings> = {
+    cfg_scale: optNum(args, 'cfg', { min: 0 }), temperature: optNum(args, 'temperature'), top_k: optNum(args, 'top-k', { integer: true, min: 0 }),
+    top_p: optNum(args, 'top-p'), decoder_steps: optNum(args, 'steps', { integer: true, min: 1 }), decoder_guidance: optNum(args, 'guidance', { min: 0 }),
+    seed: args.num('seed', 1000, { integer: true, min: 0 }),
+  };
+  const schedule = args.str('cfg-schedule');
+  if (schedule !== undefined) over.cfg_schedule = schedule as GenerationSettings['cfg_schedule'];
+  let settings: GenerationSettings;
+  try {
+    settings = gen.settings(over);
+  } catch (e) {
+    throw new UsageError((e as Error).message, args.command);
+  }
+  const n = perClass * gen.model.config.num_classes;
+  const recon = args.num('recon', n, { integer: true, min: 1 });
+  const [size] = gen.tokenizer.imageSize;
+  const data = { source: 'fashion-mnist', resolution: size, resize_mode: 'pad' as const, channels: 1 as const, limit: null, flip: false };
+  const test = await openDataset(data, 'test');
+  const train = await openDataset(data, 'train');
+  const reference = sampleBatchWithLabels(test, test.size);
+  const order = Int32Array.from({ length: train.size }, (_, i) => i);
+  new Rng(settings.seed).shuffle(order);
+  const floorImages = subset(train, Array.from(order.subarray(0, n)));
+  const reconImages = sampleBatchWithLabels(test, Math.min(recon, test.size));
+  const classifiers = CLASSIFIERS.filter((c) => fs.existsSync(c.file)).map((c) => ({ name: c.name, model: FmnistClassifier.load(c.file) }));
+  if (classifiers.length === 0) throw new Error(`no classifier found (${CLASSIFIERS.map((c) => c.file).join(', ')}); run from the repository root`);
+  log(`eval-generation: ${gen.source}, ${n} samples (${perClass} per class) at k = ${(ks ?? []).join(', ') || `1, 2, 4, …, ${r}`}; ` +
+    `cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, top-k ${settings.top_k}, top-p ${settings.top_p}, ` +
+    `decoder ${settings.decoder_steps} steps, guidance ${settings.decoder_guidance}; reference ${test.size} test images, floor ${n} train images, ${reconImages.labels.length} reconstructions`);
+  let bar: ProgressBar | null = null;
+  let barLabel = '';
+  const report = evaluateGeneration(gen, {
+    perClass, ks, settings, classifiers, featureModel: classifiers[0].model, reference, floorImages, reconImages,
+    onProgress: (what, done, total) => {
+      if (what !== barLabel) {
+        bar?.done();
+        bar = new ProgressBar(what, total);
+        barLabel = what;
+      }
+      bar!.update(done, total);
+    },
+  });
+  (bar as ProgressBar | null)?.done();
+  fs.mkdirSync(outDir, { recursive: true });
+  const table = generationTable(report);
+  fs.writeFileSync(path.join(outDir, 'report.md'), `${table}\n`);
+  fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify({ model: gen.source, ...report }, null, 2)}\n`);
+  await writeLineChart(path.join(outDir, 'chart.png'), generationChart(report, gen.source));
+  process.stdout.write(`${table}\n`);
+  log(`wrote ${path.join(outDir, 'report.md')}, report.json and chart.png`);
+}
+
+/** Accuracy, Fréchet distance and diversity against k, with the reconstructions and the real-data floor. */
+export function generationChart(rep: GenerationReport, source: string): Parameters<typeof writeLineChart>[1] {
+  const xs = rep.rows.map((r) => r.k);
+  const flat = (v: number) => xs.map(() => v);
+  return {
+    title: `Generation vs token count k (${path.basename(path.dirname(source))}, ${rep.samples} samples, cfg ${rep.settings.cfg_scale})`,
+    xLabel: 'tokens k',
+    xScale: 'log2',
+    width: 1500,
+    height: 520,
+    panels: [
+      {
+        title: 'class accuracy', yLabel: 'accuracy (%)', yMin: 0, yMax: 100,
+        series: [
+          ...rep.classifiers.map((c, i) => ({ name: `generated (${c})`, xs, ys: rep.rows.map((r) => 100 * r.accuracy[i]) })),
+          { name: 'reconstructions', xs, ys: rep.rows.map((r) => 100 * r.reconAccuracy) },
+          { name: 'real images', xs, ys: flat(100 * rep.floorAccuracy[0]), dashed: true },
+        ],
+      },
+      {
+        title: 'Frechet distance (classifier features)', yLabel: 'FD (lower is better)', yMin: 0,
+        series: [
+          { name: 'generated', xs, ys: rep.rows.map((r) => r.fd) },
+          { name: 'reconstructions', xs, ys: rep.rows.map((r) => r.fdRecon) },
+          { name: 'real floor', xs, ys: flat(rep.fdFloor), dashed: true },
+        ],
+      },
+      {
+        title: 'diversity', yLabel: 'generated / real', yMin: 0,
+        series: [
+          { name: 'generated', xs, ys: rep.rows.map((r) => r.diversity) },
+          { name: 'real', xs, ys: flat(1), dashed: true },
+        ],
+      },
+    ],
+  };
+}
