@@ -196,7 +196,8 @@ describe('flextok CLI', () => {
     assert.ok(r.stdout.includes(`wrote ${out}`), r.stdout);
     // 10 rows × (original + 4 values of k), 32×32 cells shown ×4 with 4-pixel gaps.
     const meta = await sharp(out).metadata();
-    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 5 * (128 + 4), 4 + 10 * (128 + 4)]);
+    // labelled: a row-label column ('9-ankle-boot', 12 glyphs × 12 px − 2 at font scale 2, then 6 px) and a header row (18 + 6 px)
+    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 142 + 6 + 5 * (128 + 4), 18 + 6 + 4 + 10 * (128 + 4)]);
 
     const missing = await flextok(['demo', '--model', path.join(dir, 'nope.safetensors'), '--out', out]);
     assertCleanError(missing, /nope\.safetensors: no such file/);
@@ -238,6 +239,6 @@ describe('flextok CLI', () => {
     assert.ok(rows.get(32)!.mse < rows.get(4)!.mse && rows.get(4)!.mse < rows.get(1)!.mse, 'MSE falls with k');
     assert.ok(r.stdout.includes(`wrote ${out}`), r.stdout);
     const meta = await sharp(out).metadata();
-    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 7 * (128 + 4), 4 + 10 * (128 + 4)]);
+    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 142 + 6 + 7 * (128 + 4), 18 + 6 + 4 + 10 * (128 + 4)]);
   });
 });

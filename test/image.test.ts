@@ -1,11 +1,12 @@
-// Tests of image IO: preprocessing, saving, grids and clear errors for bad files.
+// Tests of image IO: preprocessing, saving, grids (with and without labels) and clear errors for bad files.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { ImageError, loadImage, saveGrid, saveImage } from '../src/io/image.js';
+import { composeGrid, ImageError, loadImage, saveGrid, saveGridSync, saveImage, tensorToRgb, type GridOptions } from '../src/io/image.js';
+import { CAP_H, GLYPH_H, textBitmap, textSize } from '../src/io/font.js';
 import { Tensor } from '../src/tensor/tensor.js';
 
 describe('image IO', () => {
@@ -158,5 +159,198 @@ describe('image IO', () => {
     const { data } = await sharp(file('grid.png')).raw().toBuffer({ resolveWithObject: true });
     assert.equal(data[0], 255); // gap: white
     assert.equal(data[(2 * 32 + 2) * 3], 0); // first cell: black
+  });
+
+  /** A [1, 3, h, w] image of one 8-bit colour. */
+  const solid = (h: number, w: number, rgb: [number, number, number]): Tensor => {
+    const plane = h * w;
+    const f = new Float32Array(3 * plane);
+    for (let c = 0; c < 3; c++) f.fill(rgb[c]! / 127.5 - 1, c * plane, (c + 1) * plane);
+    return new Tensor(f, [1, 3, h, w]);
+  };
+  /** A [1, 3, h, w] image whose pixels all differ (so misplaced copies show). */
+  const ramp = (h: number, w: number, seed: number): Tensor => {
+    const f = new Float32Array(3 * h * w);
+    for (let i = 0; i < f.length; i++) f[i] = (((i * 37 + seed * 11) % 255) / 127.5) - 1;
+    return new Tensor(f, [1, 3, h, w]);
+  };
+  const DARK_GREY = [51, 51, 51];
+  /** 1 where the pixel is the label colour, over the rectangle [x, x + w) × [y, y + h) of an RGB buffer. */
+  const labelInk = (g: { data: Buffer; width: number }, x: number, y: number, w: number, h: number): Uint8Array => {
+    const m = new Uint8Array(w * h);
+    for (let v = 0; v < h; v++) {
+      for (let u = 0; u < w; u++) {
+        const o = ((y + v) * g.width + x + u) * 3;
+        m[v * w + u] = g.data[o] === DARK_GREY[0] && g.data[o + 1] === DARK_GREY[1] && g.data[o + 2] === DARK_GREY[2] ? 1 : 0;
+      }
+    }
+    return m;
+  };
+  const count = (m: Uint8Array): number => m.reduce((a, v) => a + v, 0);
+
+  /** composeGrid as it was before labels existed (kept verbatim): an unlabelled grid must stay byte-identical. */
+  function composeGridBeforeLabels(rows: Array<Array<Tensor | null>>, opts: { gap?: number; background?: [number, number, number] } = {}): { data: Buffer; width: number; height: number } {
+    const gap = opts.gap ?? 2;
+    const bg = opts.background ?? [255, 255, 255];
+    const nCols = Math.max(0, ...rows.map((r) => r.length));
+    if (rows.length === 0 || nCols === 0) throw new Error('saveGrid: no images');
+    const colW = new Array<number>(nCols).fill(0);
+    const rowH = new Array<number>(rows.length).fill(0);
+    const cells = rows.map((row, r) =>
+      row.map((img, c) => {
+        if (img === null) return null;
+        const rgb = tensorToRgb(img);
+        colW[c] = Math.max(colW[c]!, rgb.width);
+        rowH[r] = Math.max(rowH[r]!, rgb.height);
+        return rgb;
+      }),
+    );
+    const width = gap + colW.reduce((a, w) => a + w + gap, 0);
+    const height = gap + rowH.reduce((a, h) => a + h + gap, 0);
+    const out = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < width * height; i++) out.set(bg, i * 3);
+    let y = gap;
+    cells.forEach((row, r) => {
+      let x = gap;
+      row.forEach((cell, c) => {
+        if (cell !== null) {
+          const ox = x + Math.floor((colW[c]! - cell.width) / 2);
+          const oy = y + Math.floor((rowH[r]! - cell.height) / 2);
+          for (let yy = 0; yy < cell.height; yy++) {
+            cell.data.copy(out, ((oy + yy) * width + ox) * 3, yy * cell.width * 3, (yy + 1) * cell.width * 3);
+          }
+        }
+        x += colW[c]! + gap;
+      });
+      y += rowH[r]! + gap;
+    });
+    return { data: out, width, height };
+  }
+
+  it('an unlabelled grid is byte-identical to the grid before labels existed (empty labels included)', () => {
+    const cases: Array<[Array<Array<Tensor | null>>, GridOptions]> = [
+      [[[ramp(8, 8, 1), ramp(8, 8, 2), ramp(8, 8, 3)], [ramp(8, 8, 4), null, ramp(8, 8, 5)]], {}],
+      // mixed sizes (smaller images centred), a short row, another gap and background
+      [[[ramp(6, 10, 1), ramp(12, 4, 2)], [ramp(3, 3, 3)], [null, ramp(9, 7, 4)]], { gap: 3, background: [10, 20, 30] }],
+      [[[ramp(5, 5, 1)]], { gap: 0 }],
+      // label options that draw nothing: no label column, no header, no title
+      [[[ramp(8, 8, 1), ramp(8, 8, 2)], [ramp(8, 8, 3), ramp(8, 8, 4)]], { rowLabels: [], colLabels: ['', ''], title: '', labelScale: 3 }],
+    ];
+    for (const [rows, opts] of cases) {
+      const got = composeGrid(rows, opts);
+      const want = composeGridBeforeLabels(rows, opts);
+      assert.deepEqual([got.width, got.height], [want.width, want.height]);
+      assert.ok(got.data.equals(want.data), `pixels differ for ${JSON.stringify(opts)}`);
+    }
+  });
+
+  it('a labelled grid: label column on the left, title and column labels on top, text where it should be and none in the cells', () => {
+    const red: [number, number, number] = [255, 0, 0];
+    const cell = solid(16, 16, red);
+    const rows = [[cell, cell, cell], [cell, null, cell]];
+    const opts: GridOptions = { gap: 2, rowLabels: ['a', 'long label'], colLabels: ['x', 'yy', 'z'], title: 'Title' };
+    const g = composeGrid(rows, opts);
+    // Cells of 16 px ≤ 64 → font scale 1: text 9 px high (5×7 glyphs + 2 descender rows), 6 px advance.
+    // pad between a label and its cells = max(gap, 3 × scale) = 3.
+    const gap = 2;
+    const pad = 3;
+    const labelW = 10 * 6 - 1; // 'long label'
+    const left = labelW + pad;
+    const titleH = GLYPH_H + pad;
+    const top = titleH + GLYPH_H + pad; // title row, then the column-label row
+    assert.deepEqual([g.width, g.height], [left + gap + 3 * (16 + gap), top + gap + 2 * (16 + gap)]);
+    const plain = composeGrid(rows, { gap: 2 });
+    assert.deepEqual([g.width - plain.width, g.height - plain.height], [left, top]);
+
+    // The cells are where the unlabelled grid has them, shifted by (left, top), and hold only their pixels.
+    const cellX = (c: number) => left + gap + c * (16 + gap);
+    const cellY = (r: number) => top + gap + r * (16 + gap);
+    for (let r = 0; r < 2; r++) {
+      for (let c = 0; c < 3; c++) {
+        assert.equal(count(labelInk(g, cellX(c), cellY(r), 16, 16)), 0, `label ink in cell ${r},${c}`);
+        if (rows[r]![c] === null) continue;
+        for (let v = 0; v < 16; v++) for (let u = 0; u < 16; u++) {
+          const o = ((cellY(r) + v) * g.width + cellX(c) + u) * 3;
+          assert.deepEqual([...g.data.subarray(o, o + 3)], red, `cell ${r},${c} pixel ${u},${v}`);
+        }
+      }
+    }
+    // Every label pixel is in the label column or the header rows.
+    let inkTotal = count(labelInk(g, 0, 0, g.width, g.height));
+    const head = count(labelInk(g, 0, 0, g.width, top + gap));
+    const side = count(labelInk(g, 0, top + gap, left + gap, g.height - top - gap));
+    assert.equal(head + side, inkTotal);
+    assert.ok(head > 0 && side > 0);
+
+    // Each text is exactly the font's bitmap at its place: row labels right-aligned against the cells with their
+    // capitals centred on the row, column labels centred on the column, the title centred on the picture.
+    const expectText = (text: string, x: number, y: number) => {
+      const bm = textBitmap(text, 1);
+      assert.deepEqual(labelInk(g, x, y, bm.w, bm.h), bm.ink, `'${text}' at ${x},${y}`);
+      inkTotal -= count(bm.ink);
+    };
+    const capTop = Math.floor((16 - CAP_H) / 2);
+    expectText('a', gap + labelW - textSize('a', 1).w, cellY(0) + capTop);
+    expectText('long label', gap, cellY(1) + capTop);
+    ['x', 'yy', 'z'].forEach((l, c) => expectText(l, cellX(c) + Math.floor((16 - textSize(l, 1).w) / 2), gap + titleH));
+    expectText('Title', Math.floor((g.width - textSize('Title', 1).w) / 2), gap);
+    assert.equal(inkTotal, 0, 'no label ink elsewhere');
+  });
+
+  it('labels: font scale 2 for cells above 64 px, wide labels widen their column, short label lists, bad options', () => {
+    const big = solid(80, 80, [0, 0, 255]);
+    const g = composeGrid([[big, big]], { gap: 4, rowLabels: ['r'], colLabels: ['k=1'] });
+    // scale 2: text 18 px high, pad max(4, 6) = 6
+    assert.deepEqual([g.width, g.height], [textSize('r', 2).w + 6 + 4 + 2 * (80 + 4), 18 + 6 + 4 + 80 + 4]);
+    const bm = textBitmap('k=1', 2);
+    // the column starts after the label column ('r' 10 px + pad 6) and the gap (4)
+    assert.deepEqual(labelInk(g, 10 + 6 + 4 + Math.floor((80 - bm.w) / 2), 4, bm.w, bm.h), bm.ink);
+    // An explicit scale wins.
+    const g3 = composeGrid([[big]], { colLabels: ['k'], labelScale: 3 });
+    assert.equal(g3.height, 2 + 9 * 3 + Math.max(2, 9) + 80 + 2);
+    // A label wider than its images widens the column to the label + 4 font pixels, so that neighbouring labels
+    // stay apart (the image stays centred); fewer labels than columns is fine.
+    const small = solid(8, 8, [0, 255, 0]);
+    const w = composeGrid([[small, small]], { gap: 2, colLabels: ['sample 0'] });
+    assert.equal(w.width, 2 + textSize('sample 0', 1).w + 4 + 2 + 8 + 2);
+    const ws = composeGrid([[small, small]], { gap: 2, colLabels: ['sample 0', 'sample 1'] });
+    const sx = 2 + Math.floor((textSize('sample 0', 1).w + 4 - textSize('sample 0', 1).w) / 2);
+    assert.deepEqual(labelInk(ws, sx, 2, textSize('sample 0', 1).w, 9), textBitmap('sample 0', 1).ink);
+    assert.deepEqual(labelInk(ws, sx + textSize('sample 0', 1).w + 4 + 2, 2, textSize('sample 1', 1).w, 9), textBitmap('sample 1', 1).ink);
+    // A dark background gets light labels; an explicit colour is used as given.
+    const dark = composeGrid([[small]], { background: [0, 0, 0], title: 'T' });
+    const light = composeGrid([[small]], { background: [0, 0, 0], title: 'T', labelColor: [204, 204, 204] });
+    assert.ok(dark.data.equals(light.data));
+    assert.ok(dark.data.includes(Buffer.from([204, 204, 204])));
+    assert.throws(() => composeGrid([[small]], { rowLabels: ['a', 'b'] }), /2 row labels for 1 rows/);
+    assert.throws(() => composeGrid([[small]], { colLabels: ['a', 'b'] }), /2 column labels for 1 columns/);
+    assert.throws(() => composeGrid([[small]], { title: 't', labelScale: 1.5 }), /labelScale must be a whole number/);
+  });
+
+  it('characters the font lacks are drawn as a placeholder (?), not a crash', () => {
+    const cell = solid(16, 16, [200, 0, 0]);
+    const odd = composeGrid([[cell]], { rowLabels: ['中x'], colLabels: ['😀'], title: 'ü\t' });
+    const ask = composeGrid([[cell]], { rowLabels: ['?x'], colLabels: ['?'], title: '??' });
+    assert.deepEqual([odd.width, odd.height], [ask.width, ask.height]);
+    assert.ok(odd.data.equals(ask.data));
+    assert.ok(count(labelInk(odd, 0, 0, odd.width, odd.height)) > 0);
+  });
+
+  it('saveGridSync writes a PNG that decodes to the same pixels as saveGrid (labelled and not)', async () => {
+    const rows = [[ramp(12, 12, 1), ramp(12, 12, 2)], [ramp(12, 12, 3), null]];
+    for (const [name, opts] of [
+      ['plain', {}],
+      ['labelled', { rowLabels: ['sneaker', 'bag #1'], colLabels: ['k=1', 'k=2'], title: 'first k = 2 tokens' }],
+    ] as Array<[string, GridOptions]>) {
+      await saveGrid(rows, file(`${name}-async.png`), opts);
+      saveGridSync(rows, file(`${name}-sync.png`), opts);
+      const a = await sharp(file(`${name}-async.png`)).raw().toBuffer({ resolveWithObject: true });
+      const s = await sharp(file(`${name}-sync.png`)).raw().toBuffer({ resolveWithObject: true });
+      const want = composeGrid(rows, opts);
+      assert.deepEqual([s.info.width, s.info.height, s.info.channels], [want.width, want.height, 3]);
+      assert.deepEqual([a.info.width, a.info.height, a.info.channels], [want.width, want.height, 3]);
+      assert.ok(s.data.equals(a.data), `${name}: sync and async PNGs differ`);
+      assert.ok(s.data.equals(want.data), `${name}: the PNG is not the composed grid`);
+    }
   });
 });

@@ -170,7 +170,7 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
   bar.done(`(${ks.length} values of k × ${images.length} images)`);
 
   const rows = images.map((img, i) => [gridCell(img, CELL_SCALE), ...recons.map((perK) => gridCell(slice(perK, 0, i, i + 1), CELL_SCALE))]);
-  await saveGrid(rows, out, { gap: 4 });
+  await saveGrid(rows, out, { gap: 4, rowLabels: names, colLabels: ['original', ...ks.map((k) => `k=${k}`)] });
 
   print('');
   print(`|    k |      MSE | PSNR (dB) |`);
@@ -212,6 +212,6 @@ async function demoGeneration(args: ParsedArgs, root: string, tokenizerFile: str
   });
   const rows = classes.map((_, i) => previews.map((p) => gridCell(clampToDisplayRange(slice(p.images, 0, i, i + 1)), CELL_SCALE)));
   const file = out.replace(/(\.[^./]+)?$/, (ext) => `-generated${ext || '.png'}`);
-  await saveGrid(rows, file, { gap: 4 });
+  await saveGrid(rows, file, { gap: 4, rowLabels: classes.map((c) => gen.classNames[c]!), colLabels: previews.map((p) => `k=${p.k}`) });
   print(`wrote ${file}: one generated sample per class (rows, in the order above) × k = ${previews.map((p) => p.k).join(', ')} (columns)`);
 }

@@ -92,18 +92,19 @@ export async function runGenerate(args: ParsedArgs, log: (line: string) => void)
 
   const classes = classIds.flatMap((c) => new Array<number>(n).fill(c));
   const names = classes.map((c, i) => `${c}_${i % n}`);
+  const rowNames = classIds.map((c) => gen.classNames[c]!);
   const progressive = args.flag('progressive');
   const previews: Preview[] = [];
   const t0 = Date.now();
   const onPreview = progressive ? (p: Preview) => {
     previews.push(p);
-    log(`preview k = ${p.k} after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${writePreview(p, out, outDir, names, classIds.length, n)}`);
+    log(`preview k = ${p.k} after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${writePreview(p, out, outDir, names, rowNames, n)}`);
   } : undefined;
   const { tokens, images } = gen.generateImages(classes, settings, onPreview);
   log(`generated ${classes.length} sample${classes.length > 1 ? 's' : ''} of ${settings.num_tokens} tokens and decoded them in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const rows = Array.from({ length: classIds.length }, (_, r) => Array.from({ length: n }, (_, s) => one(images, r * n + s)));
   if (out) {
-    await saveGrid(rows, out);
+    await saveGrid(rows, out, { rowLabels: rowNames, colLabels: Array.from({ length: n }, (_, s) => `sample ${s}`) });
     log(`wrote ${out} (rows: ${classIds.map((c) => gen.classNames[c]).join(', ')}; ${n} sample${n > 1 ? 's' : ''} per row)`);
   }
   if (outDir) {
@@ -120,7 +121,7 @@ export async function runGenerate(args: ParsedArgs, log: (line: string) => void)
     const strips = classes.map((_, i) => previews.map((p) => one(p.images, i)));
     if (out) {
       const file = withSuffix(out, '_strips');
-      await saveGrid(strips, file);
+      await saveGrid(strips, file, { rowLabels: classes.map((c, i) => `${gen.classNames[c]} #${i % n}`), colLabels: previews.map((p) => `k=${p.k}`) });
       log(`wrote ${file} (one row per sample, columns k = ${previews.map((p) => p.k).join(', ')})`);
     }
     if (outDir) {
@@ -140,11 +141,12 @@ function withSuffix(file: string, suffix: string): string {
 }
 
 /** Write one preview now (synchronously: generation is still running); returns what was written. */
-function writePreview(p: Preview, out: string | undefined, outDir: string | undefined, names: string[], rows: number, n: number): string {
+function writePreview(p: Preview, out: string | undefined, outDir: string | undefined, names: string[], rowNames: string[], n: number): string {
   const written: string[] = [];
   if (out) {
     const file = withSuffix(out, `_k${p.k}`).replace(/\.[^./]+$/, '.png');
-    saveGridSync(Array.from({ length: rows }, (_, r) => Array.from({ length: n }, (_, s) => one(p.images, r * n + s))), file);
+    const grid = Array.from({ length: rowNames.length }, (_, r) => Array.from({ length: n }, (_, s) => one(p.images, r * n + s)));
+    saveGridSync(grid, file, { rowLabels: rowNames, colLabels: Array.from({ length: n }, (_, s) => `sample ${s}`), title: `first k = ${p.k} tokens` });
     written.push(file);
   }
   if (outDir) {

@@ -1,4 +1,5 @@
-// Image files ↔ tensors (via sharp): loading with the model's preprocessing, saving to PNG/JPEG/WebP, and image grids.
+// Image files ↔ tensors (via sharp): loading with the model's preprocessing, saving to PNG/JPEG/WebP, and image grids
+// (optionally labelled: row labels, column labels and a title in the bitmap font of font.ts).
 //
 // Preprocessing (`loadImage`), the same as the FlexTok demo up to the resampling filter:
 //   1. decode the file (any format sharp reads: PNG, JPEG, WebP, GIF, TIFF, AVIF, HEIF, SVG), apply the EXIF
@@ -13,6 +14,7 @@ import * as zlib from 'node:zlib';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Tensor } from '../tensor/tensor.js';
+import { CAP_H, drawText, GLYPH_H, textSize } from './font.js';
 
 /** A file that cannot be read as an image, or an image the model cannot take; the message names the file. */
 export class ImageError extends Error {
@@ -169,10 +171,28 @@ export interface GridOptions {
   gap?: number;
   /** Gap colour as 8-bit RGB. Default white. */
   background?: [number, number, number];
+  /** Text left of each row (right-aligned in a column as wide as the longest label, vertically centred on the row);
+   * fewer labels than rows leave the rest unlabelled, '' leaves one row unlabelled. */
+  rowLabels?: string[];
+  /** Text above each column, centred on it (a column is widened if its label is wider than its images). */
+  colLabels?: string[];
+  /** Text above everything, centred on the whole picture. */
+  title?: string;
+  /** Size in pixels of one font pixel (a whole number ≥ 1). Default 1 when the cells are at most 64 pixels high, else 2. */
+  labelScale?: number;
+  /** Label colour as 8-bit RGB. Default dark grey (light grey on a dark background). */
+  labelColor?: [number, number, number];
+}
+
+/** The default label colour: dark grey on light backgrounds, light grey on dark ones. */
+function defaultLabelColor(bg: readonly [number, number, number]): [number, number, number] {
+  return 0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2] >= 128 ? [51, 51, 51] : [204, 204, 204];
 }
 
 /** The RGB pixels of a grid of images: `rows[r][c]` is the image of row r, column c (null leaves a cell empty).
- * Cells are as large as the largest image of their column / row; smaller images are centred. */
+ * Cells are as large as the largest image of their column / row; smaller images are centred. Labels (row labels in a
+ * column on the left, column labels and a title above) are drawn with the bitmap font of font.ts; without any label
+ * the picture is just the cells with their gaps. */
 export function composeGrid(rows: Array<Array<Tensor | null>>, opts: GridOptions = {}): { data: Buffer; width: number; height: number } {
   const gap = opts.gap ?? 2;
   const bg = opts.background ?? [255, 255, 255];
@@ -189,13 +209,54 @@ export function composeGrid(rows: Array<Array<Tensor | null>>, opts: GridOptions
       return rgb;
     }),
   );
-  const width = gap + colW.reduce((a, w) => a + w + gap, 0);
-  const height = gap + rowH.reduce((a, h) => a + h + gap, 0);
+
+  // Labels: the space they take on the left (row labels) and on top (title, then column labels).
+  const rowLabels = (opts.rowLabels ?? []).map((l) => l ?? '');
+  const colLabels = (opts.colLabels ?? []).map((l) => l ?? '');
+  const title = opts.title ?? '';
+  if (rowLabels.length > rows.length) throw new Error(`saveGrid: ${rowLabels.length} row labels for ${rows.length} rows`);
+  if (colLabels.length > nCols) throw new Error(`saveGrid: ${colLabels.length} column labels for ${nCols} columns`);
+  const hasRowLabels = rowLabels.some((l) => l !== '');
+  const hasColLabels = colLabels.some((l) => l !== '');
+  let scale = 1;
+  let left = 0;
+  let titleH = 0;
+  let headerH = 0;
+  let labelW = 0;
+  let titleW = 0;
+  if (hasRowLabels || hasColLabels || title !== '') {
+    scale = opts.labelScale ?? (Math.max(...rowH) <= 64 ? 1 : 2);
+    if (!Number.isInteger(scale) || scale < 1) throw new Error(`saveGrid: labelScale must be a whole number ≥ 1, got ${scale}`);
+    const textH = GLYPH_H * scale;
+    const pad = Math.max(gap, 3 * scale); // between a label and what it labels
+    if (hasRowLabels) {
+      rowLabels.forEach((l, r) => {
+        if (l !== '') rowH[r] = Math.max(rowH[r]!, textH);
+      });
+      labelW = Math.max(...rowLabels.map((l) => textSize(l, scale).w));
+      left = labelW + pad;
+    }
+    if (hasColLabels) {
+      // a label wider than its images widens the column, keeping neighbouring labels apart
+      colLabels.forEach((l, c) => {
+        if (l !== '') colW[c] = Math.max(colW[c]!, textSize(l, scale).w + 4 * scale);
+      });
+      headerH = textH + pad;
+    }
+    if (title !== '') {
+      titleW = textSize(title, scale).w;
+      titleH = textH + pad;
+    }
+  }
+  const top = titleH + headerH;
+
+  const width = Math.max(left + gap + colW.reduce((a, w) => a + w + gap, 0), titleW + 2 * gap);
+  const height = top + gap + rowH.reduce((a, h) => a + h + gap, 0);
   const out = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) out.set(bg, i * 3);
-  let y = gap;
+  let y = top + gap;
   cells.forEach((row, r) => {
-    let x = gap;
+    let x = left + gap;
     row.forEach((cell, c) => {
       if (cell !== null) {
         const ox = x + Math.floor((colW[c]! - cell.width) / 2);
@@ -208,6 +269,25 @@ export function composeGrid(rows: Array<Array<Tensor | null>>, opts: GridOptions
     });
     y += rowH[r]! + gap;
   });
+
+  if (left + top > 0) {
+    const ink = opts.labelColor ?? defaultLabelColor(bg);
+    const textH = GLYPH_H * scale;
+    if (title !== '') drawText(out, width, height, Math.floor((width - titleW) / 2), gap, title, ink, scale);
+    let x = left + gap;
+    colLabels.forEach((l, c) => {
+      drawText(out, width, height, x + Math.floor((colW[c]! - textSize(l, scale).w) / 2), gap + titleH, l, ink, scale);
+      x += colW[c]! + gap;
+    });
+    let yy = top + gap;
+    rowH.forEach((h, r) => {
+      const l = rowLabels[r] ?? '';
+      // The capitals centred on the row; descenders may hang below unless that would leave the row.
+      const dy = Math.max(0, Math.min(h - textH, Math.floor((h - CAP_H * scale) / 2)));
+      drawText(out, width, height, gap + labelW - textSize(l, scale).w, yy + dy, l, ink, scale);
+      yy += h + gap;
+    });
+  }
   return { data: out, width, height };
 }
 
@@ -257,7 +337,7 @@ export function encodePngRgb(data: Buffer, width: number, height: number): Buffe
   return Buffer.concat([signature, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw, { level: 6 })), pngChunk('IEND', new Uint8Array(0))]);
 }
 
-/** Saves a grid of images as PNG before returning (atomically: temp file + rename). */
+/** Saves a grid of images (see composeGrid; the same options and pixels as saveGrid) as PNG before returning (atomically: temp file + rename). */
 export function saveGridSync(rows: Array<Array<Tensor | null>>, file: string, opts: GridOptions = {}): void {
   if (path.extname(file).toLowerCase() !== '.png') throw new ImageError(file, 'synchronous writing supports PNG only; use a .png name');
   const { data, width, height } = composeGrid(rows, opts);

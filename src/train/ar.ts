@@ -240,7 +240,12 @@ export async function runArTraining(opts: ArRunOptions): Promise<ArTrainer> {
     samples: async (step) => {
       const file = sampleFile(paths, step);
       const rows = trainer.withEmaWeights(() => sampleRows(trainer.model, tokenizer, cfg, ks));
-      await writeSampleGrid(file, rows);
+      const perClass = cfg.run.samples_per_class;
+      const rowLabels = rows.map((_, i) => {
+        const name = train.classNames[Math.floor(i / perClass)] ?? String(Math.floor(i / perClass));
+        return perClass > 1 ? `${name} #${i % perClass}` : name;
+      });
+      await writeSampleGrid(file, rows, { rows: rowLabels, cols: ks.map((k) => `k=${k}`), title: `step ${step}` });
       progress.message(`samples at step ${step}: ${file} (one row per class and sample; columns k = ${ks.join(', ')})`);
     },
   });

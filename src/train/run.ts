@@ -266,9 +266,11 @@ function rgbOf(batch: Tensor, i: number): Tensor {
   return new Tensor(out, [1, 3, h, w]);
 }
 
-/** PNG grid: one row per batch (e.g. originals, then reconstructions at each k), one column per image. */
-export async function writeSampleGrid(file: string, rows: Tensor[]): Promise<void> {
-  await saveGrid(rows.map((batch) => Array.from({ length: batch.shape[0] }, (_, i) => rgbOf(batch, i))), file);
+/** PNG grid: one row per batch (e.g. originals, then reconstructions at each k), one column per image; `labels`
+ * (optional) are drawn left of the rows, above the columns and above everything (see GridOptions). */
+export async function writeSampleGrid(file: string, rows: Tensor[], labels: { rows?: string[]; cols?: string[]; title?: string } = {}): Promise<void> {
+  const grid = rows.map((batch) => Array.from({ length: batch.shape[0] }, (_, i) => rgbOf(batch, i)));
+  await saveGrid(grid, file, { rowLabels: labels.rows, colLabels: labels.cols, title: labels.title });
 }
 
 /** Concatenate [1, C, H, W] tensors into a batch. */

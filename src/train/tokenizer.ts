@@ -383,7 +383,7 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
       const ks = powerOfTwoKs(cfg.model.n_registers);
       const recon = trainer.withEmaWeights(() => trainer.model.reconstruct(sampleImages, ks, { steps: cfg.run.sample_steps, guidance: cfg.run.sample_guidance, seed: 0 }));
       const file = sampleFile(paths, step);
-      await writeSampleGrid(file, [sampleImages, ...recon]);
+      await writeSampleGrid(file, [sampleImages, ...recon], { rows: ['original', ...ks.map((k) => `k=${k}`)], title: `step ${step}` });
       progress.message(`samples at step ${step}: ${file} (rows: originals, then k = ${ks.join(', ')})`);
     },
   });

@@ -215,7 +215,7 @@ export async function runVaeTraining(opts: VaeRunOptions): Promise<VaeTrainer> {
     samples: async (step) => {
       const recon = trainer.withEmaWeights(() => trainer.reconstruct(sampleImages));
       const file = sampleFile(paths, step);
-      await writeSampleGrid(file, [sampleImages, recon]);
+      await writeSampleGrid(file, [sampleImages, recon], { rows: ['original', 'reconstruction'], title: `step ${step}` });
       progress.message(`samples at step ${step}: ${file} (rows: originals, reconstructions)`);
     },
   });
