@@ -4,7 +4,6 @@
 // exports the EMA generator (`model.safetensors`), which records the tokenizer it was trained on (path and
 // sha256 of its weights) and the sampling settings `flextok generate` uses by default.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlexAR } from '../ar/model.js';
 import type { ArModelConfig } from '../ar/config.js';
@@ -21,8 +20,8 @@ import { noGrad, Tensor, withBufferPool } from '../tensor/tensor.js';
 import type { BatchLoader } from '../io/datasets.js';
 import type { ArTrainConfig } from './config.js';
 import {
-  JsonlLog, loadCheckpoint, removeStaleTempFiles, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization,
-  startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid,
+  JsonlLog, resumeRun, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT,
+  TrainProgress, withEmaWeights, writeSampleGrid,
 } from './run.js';
 
 /** Token rows seen through the ImageDataset interface (each row a [1, 1, R] "image" of float ids, exact below 2^24)
@@ -118,15 +117,9 @@ export class ArTrainer {
     return { loss, gradNorm, lr, sequences };
   }
 
+  /** Run fn with the EMA weights in place of the live ones (see run.ts withEmaWeights). */
   withEmaWeights<T>(fn: () => T): T {
-    if (!this.ema) return fn();
-    const saved = this.params.map((p) => Float32Array.from(p.f));
-    this.ema.copyTo(this.params);
-    try {
-      return fn();
-    } finally {
-      this.params.forEach((p, i) => (p.f as Float32Array).set(saved[i]));
-    }
+    return withEmaWeights(this.ema, this.params, fn);
   }
 }
 
@@ -180,13 +173,10 @@ export async function runArTraining(opts: ArRunOptions): Promise<ArTrainer> {
   let elapsedBefore = 0;
   let seen = 0;
   if (opts.resume) {
-    if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
-    removeStaleTempFiles(paths.dir);
-    const r = loadCheckpoint(paths.checkpoint, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader });
+    const r = resumeRun(paths, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader }, log);
     trainer.step = r.step;
-    elapsedBefore = Number(r.meta.elapsedSeconds ?? 0);
-    seen = Number(r.meta.imagesSeen ?? 0);
-    log(`resumed ${paths.dir} at step ${r.step}`);
+    elapsedBefore = r.elapsedSeconds;
+    seen = r.imagesSeen;
   }
   const o = cfg.optim;
   const total = o.total_steps;

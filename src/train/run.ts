@@ -365,6 +365,37 @@ export async function runLoop(o: LoopOptions): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // optimisation state shared by the tokenizer and VAE trainers
 
+/** Run fn with the EMA weights swapped into `params` (restored afterwards, also when fn throws); without
+ * an EMA, fn runs on the live weights. Samples and exports use this. */
+export function withEmaWeights<T>(ema: EMA | null, params: Tensor[], fn: () => T): T {
+  if (!ema) return fn();
+  const saved = params.map((p) => Float32Array.from(p.f));
+  ema.copyTo(params);
+  try {
+    return fn();
+  } finally {
+    params.forEach((p, i) => (p.f as Float32Array).set(saved[i]));
+  }
+}
+
+/** Where a resumed run stands: the step, and the wall time and images of its earlier sessions. */
+export interface ResumePoint {
+  step: number;
+  elapsedSeconds: number;
+  imagesSeen: number;
+}
+
+/** --resume: restore every part from the run's checkpoint (after removing temp files a killed write left in
+ * the run folder and `extraDirs`), say so on `log`, and return where the run stands. */
+export function resumeRun(paths: RunPaths, parts: Omit<CheckpointParts, 'step' | 'meta'>, log: (line: string) => void, extraDirs: string[] = []): ResumePoint {
+  if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
+  removeStaleTempFiles(paths.dir); // left by a process killed mid-write
+  for (const d of extraDirs) removeStaleTempFiles(d);
+  const r = loadCheckpoint(paths.checkpoint, parts);
+  log(`resumed ${paths.dir} at step ${r.step}`);
+  return { step: r.step, elapsedSeconds: Number(r.meta.elapsedSeconds ?? 0), imagesSeen: Number(r.meta.imagesSeen ?? 0) };
+}
+
 /** Independent random streams of a run, each seeded from the config seed (each checkpointed). */
 export const STREAM_INIT = 1;
 export const STREAM_TRAIN = 2;

@@ -29,7 +29,7 @@ import { openDataset, sampleBatch } from './data.js';
 import { exportedFlexTokConfig, exportTokenizer, type ExportVae } from './export.js';
 import { decays, initDecoder, initEncoder } from './init.js';
 import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
-import { JsonlLog, loadCheckpoint, removeStaleTempFiles, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
+import { JsonlLog, resumeRun, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, withEmaWeights, writeSampleGrid } from './run.js';
 
 /** σ → shift·σ / (1 + (shift − 1)·σ) in float32 (identity for shift 1): more weight on high noise for shift > 1. */
 export function shiftTimesteps(sigmas: number[], shift: number): number[] {
@@ -274,15 +274,9 @@ export class TokenizerTrainer {
   }
 
   /** Run fn with the EMA weights swapped in (the training weights are restored bit for bit after). */
+  /** Run fn with the EMA weights in place of the live ones (see run.ts withEmaWeights). */
   withEmaWeights<T>(fn: () => T): T {
-    if (!this.ema) return fn();
-    const saved = this.params.map((p) => Float32Array.from(p.f));
-    this.ema.copyTo(this.params);
-    try {
-      return fn();
-    } finally {
-      this.params.forEach((p, i) => (p.f as Float32Array).set(saved[i]));
-    }
+    return withEmaWeights(this.ema, this.params, fn);
   }
 }
 
@@ -335,13 +329,10 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
   let elapsedBefore = 0;
   let imagesSeen = 0;
   if (opts.resume) {
-    if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
-    removeStaleTempFiles(paths.dir); // left by a process killed mid-write
-    const r = loadCheckpoint(paths.checkpoint, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader });
+    const r = resumeRun(paths, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader }, log);
     trainer.step = r.step;
-    elapsedBefore = Number(r.meta.elapsedSeconds ?? 0);
-    imagesSeen = Number(r.meta.imagesSeen ?? 0);
-    log(`resumed ${paths.dir} at step ${r.step}`);
+    elapsedBefore = r.elapsedSeconds;
+    imagesSeen = r.imagesSeen;
   }
   const total = cfg.optim.total_steps;
   const perStep = cfg.optim.batch_size * cfg.optim.grad_accum;

@@ -15,11 +15,10 @@ import { mixSeed, Rng } from '../tensor/rng.js';
 import { BufferPool } from '../tensor/pool.js';
 import { noGrad, Tensor, withBufferPool } from '../tensor/tensor.js';
 import * as path from 'node:path';
-import * as fs from 'node:fs';
 import type { VaeTrainConfig } from './config.js';
 import { openDataset, sampleBatch } from './data.js';
 import { exportDiffusersVae } from './export.js';
-import { JsonlLog, loadCheckpoint, removeStaleTempFiles, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, writeSampleGrid } from './run.js';
+import { JsonlLog, resumeRun, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, withEmaWeights, writeSampleGrid } from './run.js';
 
 
 export interface VaeStepStats {
@@ -114,15 +113,9 @@ export class VaeTrainer {
     return { loss, recon, kl, gradNorm, lr, images };
   }
 
+  /** Run fn with the EMA weights in place of the live ones (see run.ts withEmaWeights). */
   withEmaWeights<T>(fn: () => T): T {
-    if (!this.ema) return fn();
-    const saved = this.params.map((p) => Float32Array.from(p.f));
-    this.ema.copyTo(this.params);
-    try {
-      return fn();
-    } finally {
-      this.params.forEach((p, i) => (p.f as Float32Array).set(saved[i]));
-    }
+    return withEmaWeights(this.ema, this.params, fn);
   }
 
   /** Posterior-mean reconstructions (no autograd). */
@@ -167,14 +160,10 @@ export async function runVaeTraining(opts: VaeRunOptions): Promise<VaeTrainer> {
   let elapsedBefore = 0;
   let imagesSeen = 0;
   if (opts.resume) {
-    if (!fs.existsSync(paths.checkpoint)) throw new Error(`--resume: ${paths.checkpoint} does not exist (nothing to resume)`);
-    removeStaleTempFiles(paths.dir); // left by a process killed mid-write
-    removeStaleTempFiles(path.join(paths.dir, 'vae'));
-    const r = loadCheckpoint(paths.checkpoint, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader });
+    const r = resumeRun(paths, { named: trainer.named, optimizer: trainer.optimizer, optimNames: trainer.paramNames, ema: trainer.ema, emaNames: trainer.paramNames, rngs, loader: trainer.loader }, log, [path.join(paths.dir, 'vae')]);
     trainer.step = r.step;
-    elapsedBefore = Number(r.meta.elapsedSeconds ?? 0);
-    imagesSeen = Number(r.meta.imagesSeen ?? 0);
-    log(`resumed ${paths.dir} at step ${r.step}`);
+    elapsedBefore = r.elapsedSeconds;
+    imagesSeen = r.imagesSeen;
   }
   const total = cfg.optim.total_steps;
   const perStep = cfg.optim.batch_size * cfg.optim.grad_accum;
