@@ -23,7 +23,7 @@ const CELL_SCALE = 4;
 
 export const demoSpec: CommandSpec = {
   name: 'demo',
-  summary: 'Reconstruct the shipped Fashion-MNIST images from 1, 2, 4, … tokens with the shipped model: a grid and a PSNR table.',
+  summary: 'Reconstruct the shipped Fashion-MNIST images from 1, 2, 4, … tokens with the shipped model (grid + PSNR table), then generate one image per class coarse to fine.',
   usage: 'flextok demo [--model FILE] [--out FILE] [--steps N] [--guidance S] [--apg] [--seed N]',
   positionals: [],
   options: [
