@@ -240,5 +240,14 @@ describe('flextok CLI', () => {
     assert.ok(r.stdout.includes(`wrote ${out}`), r.stdout);
     const meta = await sharp(out).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ['png', 4 + 142 + 6 + 7 * (128 + 4), 18 + 6 + 4 + 10 * (128 + 4)]);
+    // then the shipped generator: one sample per class, a preview at every k before the grid is written
+    assert.match(r.stdout, /loaded the generator models\/fmnist-ar\/model\.safetensors/);
+    const previews = [1, 2, 4, 8, 16, 32].map((k) => r.stdout.indexOf(`  k = ${String(k).padStart(2)}: decoded after`));
+    assert.ok(previews.every((i, j) => i > 0 && (j === 0 || i > previews[j - 1])), r.stdout);
+    const generated = out.replace(/\.png$/, '-generated.png');
+    assert.ok(r.stdout.includes(`wrote ${generated}`), r.stdout);
+    // rows labelled with the class names ('T-shirt/top': 11 glyphs × 12 px − 2), columns k = 1 … 32
+    const gmeta = await sharp(generated).metadata();
+    assert.deepEqual([gmeta.width, gmeta.height], [4 + 130 + 6 + 6 * (128 + 4), 18 + 6 + 4 + 10 * (128 + 4)]);
   });
 });
