@@ -194,6 +194,7 @@ describe('flextok CLI', () => {
     assert.match(r.stdout, /\| +k \| +MSE \| PSNR \(dB\) \|/);
     for (const k of [1, 2, 4, 8]) assert.match(r.stdout, new RegExp(`\\| +${k} \\| \\d+\\.\\d{5} \\| +-?\\d+\\.\\d{2} \\|`), `row k=${k}`);
     assert.ok(r.stdout.includes(`wrote ${out}`), r.stdout);
+    assert.match(r.stdout, /generation skipped: the shipped generator was trained on the shipped tokenizer/);
     // 10 rows × (original + 4 values of k), 32×32 cells shown ×4 with 4-pixel gaps.
     const meta = await sharp(out).metadata();
     // labelled: a row-label column ('9-ankle-boot', 12 glyphs × 12 px − 2 at font scale 2, then 6 px) and a header row (18 + 6 px)

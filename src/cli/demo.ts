@@ -189,6 +189,12 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
 /** The generation part: one sample per class from the shipped generator, each decoded at every k as its tokens appear. */
 async function demoGeneration(args: ParsedArgs, root: string, tokenizerFile: string, out: string, seed: number, print: (line: string) => void): Promise<void> {
   const given = args.str('generator');
+  if (given === undefined && args.str('model') !== undefined) {
+    // the shipped generator's tokens belong to the shipped tokenizer only (Generator.load checks the sha256)
+    print('');
+    print(`(generation skipped: the shipped generator was trained on the shipped tokenizer, not on --model; pass --generator with one trained on it)`);
+    return;
+  }
   const dir = given !== undefined ? path.resolve(given) : path.join(root, DEFAULT_DEMO_GENERATOR);
   if (!fs.existsSync(dir)) {
     if (given !== undefined) throw new UsageError(`--generator ${given}: no such file or folder`, 'demo');
