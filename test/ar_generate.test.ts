@@ -136,5 +136,15 @@ describe('stage 2 through the CLI (tiny generator)', { timeout: 180_000 }, () =>
     assert.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /\| 32 \|/);
     const chart = await sharp(path.join(out, 'chart.png')).metadata();
     assert.ok(chart.width! >= 900 && chart.height! >= 400);
+    // the reconstruction columns can be taken from that report (they do not depend on the generator)
+    const again = path.join(dir, 'eval2');
+    const r2 = await flextok(['eval-generation', '--model', model, '--per-class', '2', '--ks', '1,32', '--recon', '20', '--steps', '1', '--seed', '1000',
+      '--reuse-recon', path.join(out, 'report.json'), '--out-dir', again]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.doesNotMatch(r2.stderr, /reconstruct k = /, 'no reconstruction was decoded');
+    const rep2 = JSON.parse(fs.readFileSync(path.join(again, 'report.json'), 'utf8')) as { rows: { fdRecon: number; fd: number }[] };
+    assert.deepEqual(rep2.rows.map((row) => row.fdRecon), (rep.rows as unknown as { fdRecon: number }[]).map((row) => row.fdRecon));
+    assertCleanError(await flextok(['eval-generation', '--model', model, '--per-class', '2', '--ks', '1', '--recon', '20', '--steps', '2',
+      '--reuse-recon', path.join(out, 'report.json'), '--out-dir', again]), /--reuse-recon .*differ/);
   });
 });

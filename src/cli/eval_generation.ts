@@ -39,6 +39,7 @@ export const evalGenerationSpec: CommandSpec = {
     { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the generation (batch b uses seed + b) and of the floor subset', defaultText: '1000 (not the seeds the samples of a model card were chosen on)' },
+    { name: 'reuse-recon', kind: 'string', value: 'FILE', help: "take the reconstruction columns from an earlier report.json (same tokenizer, --recon, seed and decoder settings: they do not depend on the generator)" },
     { name: 'out-dir', kind: 'string', value: 'DIR', help: 'writes report.md, report.json and chart.png there (required)' },
   ],
   notes: [
@@ -104,10 +105,26 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
   log(`eval-generation: ${gen.source}, ${n} samples (${perClass} per class) at k = ${(ks ?? []).join(', ') || `1, 2, 4, …, ${r}`}; ` +
     `cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, top-k ${settings.top_k}, top-p ${settings.top_p}, ` +
     `decoder ${settings.decoder_steps} steps, guidance ${settings.decoder_guidance}; reference ${test.size} test images, floor ${n} train images, ${reconImages.labels.length} reconstructions`);
+  let knownRecon: Map<number, { fdRecon: number; reconAccuracy: number }> | undefined;
+  const reuse = args.str('reuse-recon');
+  if (reuse !== undefined) {
+    let prev: { settings?: Partial<GenerationSettings>; reconImages?: number; rows?: { k: number; fdRecon: number; reconAccuracy: number }[] };
+    try {
+      prev = JSON.parse(fs.readFileSync(reuse, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`--reuse-recon ${reuse}: cannot read the report (${(e as Error).message})`, args.command);
+    }
+    const ps = prev.settings ?? {};
+    if (ps.decoder_steps !== settings.decoder_steps || ps.decoder_guidance !== settings.decoder_guidance || ps.seed !== settings.seed
+      || (prev.reconImages !== undefined && prev.reconImages !== reconImages.labels.length) || !Array.isArray(prev.rows)) {
+      throw new UsageError(`--reuse-recon ${reuse}: its decoder steps, guidance, seed or reconstruction count differ from this run's; reconstruct again instead`, args.command);
+    }
+    knownRecon = new Map(prev.rows.map((r) => [r.k, { fdRecon: r.fdRecon, reconAccuracy: r.reconAccuracy }]));
+  }
   let bar: ProgressBar | null = null;
   let barLabel = '';
   const report = evaluateGeneration(gen, {
-    perClass, ks, settings, classifiers, featureModel: classifiers[0].model, reference, floorImages, reconImages,
+    perClass, ks, settings, classifiers, featureModel: classifiers[0].model, reference, floorImages, reconImages, knownRecon,
     onProgress: (what, done, total) => {
       if (what !== barLabel) {
         bar?.done();
@@ -121,7 +138,7 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
   fs.mkdirSync(outDir, { recursive: true });
   const table = generationTable(report);
   fs.writeFileSync(path.join(outDir, 'report.md'), `${table}\n`);
-  fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify({ model: gen.source, ...report }, null, 2)}\n`);
+  fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify({ model: gen.source, reconImages: reconImages.labels.length, reconFrom: reuse ?? null, ...report }, null, 2)}\n`);
   await writeLineChart(path.join(outDir, 'chart.png'), generationChart(report, gen.source));
   process.stdout.write(`${table}\n`);
   log(`wrote ${path.join(outDir, 'report.md')}, report.json and chart.png`);
