@@ -12,7 +12,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { openDataset, sampleBatchWithLabels } from '../train/data.js';
 import type { ImageDataset } from '../io/datasets.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
-import { DEFAULT_GENERATOR } from './generate.js';
+import { DEFAULT_GENERATOR, optNum } from './generate.js';
 import { ProgressBar } from './progress.js';
 
 const CLASSIFIERS = [
@@ -47,10 +47,6 @@ export const evalGenerationSpec: CommandSpec = {
     'The floor is the same distance for as many real train images as generated samples (what a perfect generator scores at that n).',
   ],
 };
-
-function optNum(args: ParsedArgs, name: string, opts: { integer?: boolean; min?: number } = {}): number | undefined {
-  return args.has(name) ? args.num(name, 0, opts) : undefined;
-}
 
 function subset(ds: ImageDataset, indices: number[]): LabelledImages {
   const per = ds.channels * ds.height * ds.width;

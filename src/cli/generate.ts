@@ -43,7 +43,7 @@ export const generateSpec: CommandSpec = {
 };
 
 /** A number option, or undefined when absent; NaN, infinities and non-numbers are usage errors. */
-function optNum(args: ParsedArgs, name: string, opts: { integer?: boolean; min?: number } = {}): number | undefined {
+export function optNum(args: ParsedArgs, name: string, opts: { integer?: boolean; min?: number } = {}): number | undefined {
   if (!args.has(name)) return undefined;
   return args.num(name, 0, opts);
 }
