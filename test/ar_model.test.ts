@@ -123,7 +123,7 @@ for (const head of ['flat', 'digits'] as const) {
     // the null class adds nothing: SOS alone
     const nul = m.forwardHidden(new Int32Array(0), new Int32Array([-1]));
     const sosOnly = FlexAR.init(tinyConfig(head), new Rng(11));
-    sosOnly.classEmb.f.fill(0);
+    sosOnly.classEmb!.f.fill(0);
     assertClose(nul.f, sosOnly.forwardHidden(new Int32Array(0), new Int32Array([2])).f, { rtol: 1e-6 }, 'null class = zero class embedding');
   });
 }

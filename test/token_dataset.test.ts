@@ -205,14 +205,14 @@ describe('flextok tokenize-dataset usage errors', () => {
       flextok([...base, '--data', 'mnist-fashion', '--out', '/tmp/x']),
     ]);
     assertCleanError(noOut, /--out is required/);
-    assertCleanError(unknown, /--data 'mnist-fashion': unknown data source \(use 'fashion-mnist' or an image folder; no such folder\)/);
+    assertCleanError(unknown, /--data 'mnist-fashion': unknown data source \(use 'fashion-mnist', 'fmnist-scenes' or an image folder; no such folder\)/);
     for (const r of [noOut, unknown]) assert.match(r.stderr, /Run 'flextok tokenize-dataset --help' for usage/);
   });
 
   test('each bad option is a UsageError naming it (checked before the tokenizer is loaded)', async () => {
     const base = ['--model', MODEL_REL];
     const cases: Array<[string[], RegExp]> = [
-      [[...base, '--out', '/tmp/x'], /--data is required: 'fashion-mnist' or an image folder/],
+      [[...base, '--out', '/tmp/x'], /--data is required: 'fashion-mnist', 'fmnist-scenes' or an image folder/],
       [[...base, '--data', 'package.json', '--out', '/tmp/x'], /--data 'package\.json': unknown data source .*that is a file, not a folder/],
       [[...base, '--data', 'fashion-mnist', '--limit', '0', '--out', '/tmp/x'], /--limit must be an integer ≥ 1, got '0'/],
       [[...base, '--data', 'fashion-mnist', '--limit', 'ten', '--out', '/tmp/x'], /--limit must be an integer ≥ 1, got 'ten'/],
@@ -321,6 +321,30 @@ describe('token dataset reader', () => {
     assert.equal(st.distinct, 12);
     assert.deepEqual(st.perPosition, [3, 3, 3, 3]);
     assert.deepEqual(st.perClass, [1, 1, 1]);
+  });
+
+  test('captions (scene datasets): round trip, absent for plain data, corrupt offsets and bytes named', () => {
+    const file = path.join(dir, 'captions.safetensors');
+    const captions = ['a bag in the top left', '', 'ein Schuh – ünïcode'];
+    writeTokenDataset(file, { ...content(), captions });
+    assert.deepEqual(readTokenDataset(file).captions, captions);
+    const plain = path.join(dir, 'no-captions.safetensors');
+    writeTokenDataset(plain, content());
+    assert.equal(readTokenDataset(plain).captions, null);
+    assert.throws(() => writeTokenDataset(file, { ...content(), captions: ['x'] }), /1 captions for 3 rows/);
+    const bytes = Uint8Array.from(Buffer.from('abcdef'));
+    const cap = (offsets: number[], b: Uint8Array = bytes): Record<string, TensorData> => ({
+      caption_bytes: { dtype: 'U8', shape: [b.length], data: b },
+      caption_offsets: { dtype: 'I32', shape: [offsets.length], data: Int32Array.from(offsets) },
+    });
+    const good = path.join(dir, 'cap-good.safetensors');
+    writeSafetensors(good, tensors(cap([0, 2, 3, 6])), metadata());
+    assert.deepEqual(readTokenDataset(good).captions, ['ab', 'c', 'def']);
+    assert.match(errorOf('cap1.safetensors', tensors(cap([0, 4, 3, 6])), metadata()).message, /caption_offsets \[4, 3\) of row 1/);
+    assert.match(errorOf('cap2.safetensors', tensors(cap([0, 2, 3, 5])), metadata()).message, /caption_offsets \[3, 5\) of row 2/);
+    assert.match(errorOf('cap3.safetensors', tensors(cap([0, 2, 3])), metadata()).message, /expected I32 \[4\] \(rows \+ 1\)/);
+    assert.match(errorOf('cap4.safetensors', tensors(cap([0, 1, 2, 3], Uint8Array.from([0x61, 0xff, 0x62]))), metadata()).message, /caption of row 1 is not valid UTF-8/);
+    assert.match(errorOf('cap5.safetensors', tensors({ caption_bytes: cap([0])['caption_bytes']! }), metadata()).message, /caption_bytes but no caption_offsets/);
   });
 
   test('wrong or missing format string', () => {

@@ -12,7 +12,8 @@ export interface ArModelConfig {
   fsq_levels: number[];
   /** R: the most tokens per image (the learned position table has R rows), e.g. 32 */
   num_tokens: number;
-  /** number of classes (≥ 1); class −1 is the null class (zero class embedding) */
+  /** number of classes (≥ 1 for a class-conditional model, 0 for a text-conditional one); class −1 is the null
+   * class (zero class embedding) */
   num_classes: number;
   /** width D */
   dim: number;
@@ -29,11 +30,32 @@ export interface ArModelConfig {
   norm_eps: number;
   /** digits head: hidden width of each per-digit MLP (default dim) */
   digit_hidden: number;
+  /** text conditioning (null: class-conditional); see ArTextConfig */
+  text: ArTextConfig | null;
+}
+
+/**
+ * Text conditioning: per-token prompt embeddings [Lt, D_text] — from the model's own word-level Transformer encoder
+ * (`vocab` given) or precomputed elsewhere, e.g. by T5 (`vocab` null) — pass an MLP to the width D and every block
+ * cross-attends to them (padding masked; the empty prompt, no tokens at all, is the null condition).
+ */
+export interface ArTextConfig {
+  /** the own encoder's words (ids 0..|vocab|−1); null = precomputed embeddings of width `dim` */
+  vocab: string[] | null;
+  /** D_text: width of the prompt embeddings (and of the own encoder) */
+  dim: number;
+  /** most prompt tokens Lt (the own encoder's position table has this many rows) */
+  max_len: number;
+  /** own encoder: number of bidirectional Transformer blocks (0: word + position embeddings only) */
+  depth: number;
+  /** own encoder: per-head width (divides dim) */
+  head_dim: number;
 }
 
 const KEYS: readonly (keyof ArModelConfig)[] = [
-  'vocab_size', 'fsq_levels', 'num_tokens', 'num_classes', 'dim', 'depth', 'head_dim', 'mlp_ratio', 'qk_norm', 'head', 'norm_eps', 'digit_hidden',
+  'vocab_size', 'fsq_levels', 'num_tokens', 'num_classes', 'dim', 'depth', 'head_dim', 'mlp_ratio', 'qk_norm', 'head', 'norm_eps', 'digit_hidden', 'text',
 ];
+const TEXT_KEYS: readonly (keyof ArTextConfig)[] = ['vocab', 'dim', 'max_len', 'depth', 'head_dim'];
 
 /** SwiGLU hidden width: mlp_ratio · dim · 2/3 (the LLaMA parameter-count match of a 4× GELU MLP), rounded UP to a
  * multiple of 8 (GEMM-friendly widths): d256 × 4 → 688. */
@@ -86,7 +108,8 @@ function positiveInt(o: Record<string, unknown>, key: string, where: string): nu
 
 /**
  * Validate a parsed JSON object as an ArModelConfig. Required: vocab_size, fsq_levels, num_tokens, num_classes,
- * dim, depth. Defaults: head_dim 64, mlp_ratio 4, qk_norm true, head 'flat', norm_eps 1e-5, digit_hidden = dim.
+ * dim, depth. Defaults: head_dim 64, mlp_ratio 4, qk_norm true, head 'flat', norm_eps 1e-5, digit_hidden = dim,
+ * text null (text: vocab null, depth 0, head_dim min(64, dim)).
  * Unknown fields are an error (a typo would otherwise be ignored silently); `where` names the source in errors.
  */
 export function parseArModelConfig(json: unknown, where: string): ArModelConfig {
@@ -104,7 +127,8 @@ export function parseArModelConfig(json: unknown, where: string): ArModelConfig 
   const product = (levels as number[]).reduce((a, b) => a * b, 1);
   if (product !== vocab_size) fail(where, 'fsq_levels', `[${levels.join(', ')}] has product ${product}, which differs from vocab_size ${vocab_size}`);
   const num_tokens = positiveInt(o, 'num_tokens', where);
-  const num_classes = positiveInt(o, 'num_classes', where);
+  const text = o.text === undefined || o.text === null ? null : parseTextConfig(o.text, where);
+  const num_classes = text ? nonNegativeInt(o, 'num_classes', where) : positiveInt(o, 'num_classes', where);
   const dim = positiveInt(o, 'dim', where);
   const depth = positiveInt(o, 'depth', where);
   const head_dim = o.head_dim === undefined ? 64 : positiveInt(o, 'head_dim', where);
@@ -118,5 +142,34 @@ export function parseArModelConfig(json: unknown, where: string): ArModelConfig 
   const norm_eps = o.norm_eps === undefined ? 1e-5 : o.norm_eps;
   if (typeof norm_eps !== 'number' || !Number.isFinite(norm_eps) || norm_eps <= 0) fail(where, 'norm_eps', `must be a positive number, got ${JSON.stringify(norm_eps)}`);
   const digit_hidden = o.digit_hidden === undefined ? dim : positiveInt(o, 'digit_hidden', where);
-  return { vocab_size, fsq_levels: [...(levels as number[])], num_tokens, num_classes, dim, depth, head_dim, mlp_ratio, qk_norm, head, norm_eps, digit_hidden };
+  return { vocab_size, fsq_levels: [...(levels as number[])], num_tokens, num_classes, dim, depth, head_dim, mlp_ratio, qk_norm, head, norm_eps, digit_hidden, text };
+}
+
+function nonNegativeInt(o: Record<string, unknown>, key: string, where: string): number {
+  const v = o[key];
+  if (v === undefined) fail(where, key, 'is missing');
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(where, key, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function parseTextConfig(json: unknown, where: string): ArTextConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(where, 'text', 'must be an object or null');
+  const o = json as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!(TEXT_KEYS as readonly string[]).includes(k)) fail(where, `text.${k}`, `is not known (known fields: ${TEXT_KEYS.join(', ')})`);
+  }
+  const vocab = o.vocab === undefined ? null : o.vocab;
+  if (vocab !== null) {
+    if (!Array.isArray(vocab) || vocab.length === 0 || !vocab.every((w) => typeof w === 'string' && w !== '' && !/\s/.test(w))) {
+      fail(where, 'text.vocab', 'must be null or a non-empty list of words (strings without spaces)');
+    }
+    if (new Set(vocab).size !== vocab.length) fail(where, 'text.vocab', 'lists a word twice');
+  }
+  const dim = positiveInt(o, 'dim', `${where} (text)`);
+  const max_len = positiveInt(o, 'max_len', `${where} (text)`);
+  const depth = o.depth === undefined ? 0 : nonNegativeInt(o, 'depth', `${where} (text)`);
+  const head_dim = o.head_dim === undefined ? Math.min(64, dim) : positiveInt(o, 'head_dim', `${where} (text)`);
+  if (dim % head_dim !== 0) fail(where, 'text.head_dim', `(${head_dim}) must divide text.dim (${dim})`);
+  if (vocab === null && depth !== 0) fail(where, 'text.depth', 'must be 0 with precomputed embeddings (vocab null): there is no own encoder');
+  return { vocab: vocab === null ? null : [...(vocab as string[])], dim, max_len, depth, head_dim };
 }

@@ -1,10 +1,15 @@
 // The stage-2 model (FlexAR): a GPT-style causal Transformer that predicts FlexTok token ids one after another,
-// conditioned on a class, with training loss, KV-cache inference and safetensors save/load.
+// conditioned on a class or a text prompt, with training loss, KV-cache inference and safetensors save/load.
 //
 // A forward pass, top to bottom (spec §1, the official FlexAR design):
-//   input   [SOS + class, t_1, …, t_{L−1}]           (class −1 = null class: adds the zero vector)
+//   input   [SOS + class, t_1, …, t_{L−1}]           (class −1 = null class: adds the zero vector; a text model
+//                                                        has no class: SOS alone)
+//   c       text only: prompt embeddings [B, Lt, D_t] (own word encoder below, or precomputed, e.g. T5)
+//           → MLP: Linear(D_t→D_t) · GELU-tanh · Linear(D_t→D), no biases        [B, Lt, D]
 //   x       = input embeddings + learned positions     [B, L, D]
 //   blocks  x += Attn(RMSNorm x)  (causal, QK-norm)    pre-norm, no biases
+//           x += CrossAttn(RMSNorm x, c)               text only; padding masked; the empty prompt (no tokens)
+//                                                      adds nothing: the null condition
 //           x += SwiGLU(RMSNorm x)
 //   h       = RMSNorm x                                [B, L, D]   (the "hidden state")
 //   head    'flat':   logits = h Wᵀ                    [B, L, V]
@@ -32,11 +37,12 @@ import { readSafetensors, toFloat32, writeSafetensors, type TensorData } from '.
 import { float32ToBfloat16, float32ToFloat16 } from '../tensor/half.js';
 import { namedTensors, parameters } from '../tensor/module.js';
 import { attention, crossEntropy, linear, rmsNorm } from '../tensor/nn.js';
-import { add, concat, embedding, mul, reshape, silu, slice } from '../tensor/ops.js';
+import { add, concat, embedding, gelu, mul, reshape, silu, slice } from '../tensor/ops.js';
 import { BufferPool, unpooled } from '../tensor/pool.js';
 import { Rng } from '../tensor/rng.js';
 import { noGrad, Tensor, withInferencePool } from '../tensor/tensor.js';
-import { fsqBasis, mlpHidden, numHeads, parseArModelConfig, type ArModelConfig } from './config.js';
+import { fsqBasis, mlpHidden, numHeads, parseArModelConfig, type ArModelConfig, type ArTextConfig } from './config.js';
+import { conditionBatch, isTextBatch, type ArCondition, type TextBatch } from './text.js';
 
 type FloatDType = 'float32' | 'float64';
 
@@ -101,11 +107,64 @@ export class ArAttention {
     return linear(reshape(o, [b, l, this._heads * this._headDim]), this.proj);
   }
 
-  /** Training / full recomputation: x [B, L, D] → [B, L, D], causal. */
-  forward(x: Tensor): Tensor {
+  /** Training / full recomputation: x [B, L, D] → [B, L, D], causal; or bidirectional under `mask` [B, L, L]
+   * (the text encoder). */
+  forward(x: Tensor, mask?: Uint8Array): Tensor {
     const { q, k, v } = this.qkv(x);
-    return this.output(attention(q, k, v, { causal: true }));
+    return this.output(attention(q, k, v, mask ? { mask } : { causal: true }));
   }
+}
+
+/** Cross-attention from the token stream to the prompt states, no biases, optional QK-norm. */
+export class ArCrossAttention {
+  wq: Tensor; // [D, D]
+  wk: Tensor; // [D, D]
+  wv: Tensor; // [D, D]
+  qNorm: Tensor | null; // [hd]
+  kNorm: Tensor | null; // [hd]
+  proj: Tensor; // [D, D]
+  readonly _heads: number;
+  readonly _headDim: number;
+  readonly _eps: number;
+
+  constructor(cfg: ArModelConfig, dtype: FloatDType) {
+    const d = cfg.dim;
+    this.wq = param([d, d], dtype);
+    this.wk = param([d, d], dtype);
+    this.wv = param([d, d], dtype);
+    this.qNorm = cfg.qk_norm ? param([cfg.head_dim], dtype, 1) : null;
+    this.kNorm = cfg.qk_norm ? param([cfg.head_dim], dtype, 1) : null;
+    this.proj = param([d, d], dtype);
+    this._heads = numHeads(cfg);
+    this._headDim = cfg.head_dim;
+    this._eps = cfg.norm_eps;
+  }
+
+  /** Prompt states c [B, Lt, D] → keys and values [B, Lt, H, hd] (computed once per prompt when sampling). */
+  keysValues(c: Tensor): { k: Tensor; v: Tensor } {
+    const [b, lt] = c.shape;
+    const shape4 = [b, lt, this._heads, this._headDim];
+    let k = reshape(linear(c, this.wk), shape4);
+    const v = reshape(linear(c, this.wv), shape4);
+    if (this.kNorm) k = rmsNorm(k, this.kNorm, this._eps);
+    return { k, v };
+  }
+
+  /** x [B, L, D] attends to k, v [B, Lt, H, hd] under mask [B, L, Lt] → [B, L, D]. */
+  forward(x: Tensor, k: Tensor, v: Tensor, mask: Uint8Array): Tensor {
+    const [b, l] = x.shape;
+    let q = reshape(linear(x, this.wq), [b, l, this._heads, this._headDim]);
+    if (this.qNorm) q = rmsNorm(q, this.qNorm, this._eps);
+    const o = attention(q, k, v, { mask });
+    return linear(reshape(o, [b, l, this._heads * this._headDim]), this.proj);
+  }
+}
+
+/** What the blocks cross-attend to: per layer the prompt keys and values [B, Lt, H, hd], and the mask [B, L, Lt]. */
+export interface CrossContext {
+  keys: Tensor[];
+  values: Tensor[];
+  mask: Uint8Array;
 }
 
 /** SwiGLU MLP without biases: fc2(silu(fc1 x) ⊙ fc3 x). */
@@ -126,36 +185,98 @@ export class ArSwiGLU {
   }
 }
 
-/** Pre-norm block: x += Attn(RMSNorm x); x += MLP(RMSNorm x). */
+/** Pre-norm block: x += Attn(RMSNorm x); [text: x += CrossAttn(RMSNorm x, c);] x += MLP(RMSNorm x). */
 export class ArBlock {
   norm1: Tensor; // [D]
   attn: ArAttention;
+  normCross: Tensor | null; // [D] (text)
+  cross: ArCrossAttention | null; // (text)
   norm2: Tensor; // [D]
   mlp: ArSwiGLU;
   readonly _eps: number;
 
-  constructor(cfg: ArModelConfig, dtype: FloatDType) {
+  constructor(cfg: ArModelConfig, dtype: FloatDType, withCross = false) {
     this.norm1 = param([cfg.dim], dtype, 1);
     this.attn = new ArAttention(cfg, dtype);
+    this.normCross = withCross ? param([cfg.dim], dtype, 1) : null;
+    this.cross = withCross ? new ArCrossAttention(cfg, dtype) : null;
     this.norm2 = param([cfg.dim], dtype, 1);
     this.mlp = new ArSwiGLU(cfg, dtype);
     this._eps = cfg.norm_eps;
   }
 
-  /** x [B, L, D] → [B, L, D] (causal over L). */
-  forward(x: Tensor): Tensor {
-    const h = add(x, this.attn.forward(rmsNorm(x, this.norm1, this._eps)));
+  /** x [B, L, D] → [B, L, D]: causal over L, or under `selfMask` [B, L, L]; `cross` = this block's prompt keys,
+   * values and mask (text models). */
+  forward(x: Tensor, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null = null, selfMask?: Uint8Array): Tensor {
+    let h = add(x, this.attn.forward(rmsNorm(x, this.norm1, this._eps), selfMask));
+    h = this.crossResidual(h, cross);
     return add(h, this.mlp.forward(rmsNorm(h, this.norm2, this._eps)));
   }
 
+  private crossResidual(h: Tensor, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null): Tensor {
+    if (!this.cross) return h;
+    if (!cross) throw new Error('ArBlock: a text-conditional block needs the prompt context');
+    return add(h, this.cross.forward(rmsNorm(h, this.normCross!, this._eps), cross.k, cross.v, cross.mask));
+  }
+
   /** One new position per row with the KV cache: x [B, 1, D] → [B, 1, D]. Writes this position's k and v into
-   * keys/values [B, R, H, hd] at `pos` and attends to positions 0..pos (mask [R]). */
-  step(x: Tensor, keys: Tensor, values: Tensor, pos: number, mask: Uint8Array): Tensor {
+   * keys/values [B, R, H, hd] at `pos` and attends to positions 0..pos (mask [R]); text: `cross` as in forward
+   * with mask [B, 1, Lt]. */
+  step(x: Tensor, keys: Tensor, values: Tensor, pos: number, mask: Uint8Array, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null = null): Tensor {
     const { q, k, v } = this.attn.qkv(rmsNorm(x, this.norm1, this._eps)); // [B, 1, H, hd]
     writePosition(keys, k, pos);
     writePosition(values, v, pos);
-    const h = add(x, this.attn.output(attention(q, keys, values, { mask })));
+    let h = add(x, this.attn.output(attention(q, keys, values, { mask })));
+    h = this.crossResidual(h, cross);
     return add(h, this.mlp.forward(rmsNorm(h, this.norm2, this._eps)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// text conditioning
+
+/** The model's own prompt encoder: word + learned position embeddings, bidirectional pre-norm blocks over the
+ * prompt's tokens (padding masked), final RMSNorm: ids [B, Lt] → [B, Lt, D_t]. */
+export class TextEncoder {
+  wordEmb: Tensor; // [|vocab|, D_t]
+  posEmb: Tensor; // [max_len, D_t]
+  blocks: ArBlock[];
+  norm: Tensor; // [D_t]
+  readonly _eps: number;
+
+  constructor(cfg: ArModelConfig, text: ArTextConfig, dtype: FloatDType) {
+    const dt = text.dim;
+    this.wordEmb = param([text.vocab!.length, dt], dtype);
+    this.posEmb = param([text.max_len, dt], dtype);
+    const blockCfg: ArModelConfig = { ...cfg, dim: dt, head_dim: text.head_dim, text: null };
+    this.blocks = Array.from({ length: text.depth }, () => new ArBlock(blockCfg, dtype));
+    this.norm = param([dt], dtype, 1);
+    this._eps = cfg.norm_eps;
+  }
+
+  forward(ids: Int32Array, mask: Uint8Array, b: number, lt: number): Tensor {
+    let x = add(embedding(this.wordEmb, new Tensor(ids, [b, lt])), slice(this.posEmb, 0, 0, lt)); // [B, Lt, D_t]
+    if (this.blocks.length > 0) {
+      const selfMask = new Uint8Array(b * lt * lt); // every query of row i may attend to row i's prompt tokens
+      for (let i = 0; i < b; i++) for (let q = 0; q < lt; q++) selfMask.set(mask.subarray(i * lt, (i + 1) * lt), (i * lt + q) * lt);
+      for (const block of this.blocks) x = block.forward(x, null, selfMask);
+    }
+    return rmsNorm(x, this.norm, this._eps);
+  }
+}
+
+/** Prompt embeddings to the model width: Linear(D_t→D_t) · GELU-tanh · Linear(D_t→D), no biases (spec §1). */
+export class TextProjector {
+  fc1: Tensor; // [D_t, D_t]
+  fc2: Tensor; // [D, D_t]
+
+  constructor(cfg: ArModelConfig, text: ArTextConfig, dtype: FloatDType) {
+    this.fc1 = param([text.dim, text.dim], dtype);
+    this.fc2 = param([cfg.dim, text.dim], dtype);
+  }
+
+  forward(e: Tensor): Tensor {
+    return linear(gelu(linear(e, this.fc1), 'tanh'), this.fc2);
   }
 }
 
@@ -216,9 +337,13 @@ export class ArCache {
     readonly masks: Uint8Array[],
   ) {}
 
+  /** text models: per layer the prompt's cross-attention keys and values, and the mask [B, 1, Lt] (set at step 0) */
+  cross: { keys: Tensor[]; values: Tensor[]; mask: Uint8Array } | null = null;
+
   /** Start over (the buffers are reused; stale entries are masked out). */
   reset(): void {
     this.position = 0;
+    this.cross = null;
   }
 }
 
@@ -233,7 +358,7 @@ export interface ArLossOptions {
 export class FlexAR {
   readonly config: ArModelConfig;
   sos: Tensor; // [D]
-  classEmb: Tensor; // [C, D]
+  classEmb: Tensor | null; // [C, D] (class-conditional)
   posEmb: Tensor; // [R, D]
   tokEmb: Tensor | null; // 'flat': [V, D]
   digitEmb: Tensor[]; // 'digits': [L_j, D] per digit (empty for 'flat')
@@ -241,6 +366,8 @@ export class FlexAR {
   norm: Tensor; // [D]
   head: Tensor | null; // 'flat': [V, D]
   digitHead: DigitHead | null; // 'digits'
+  textEncoder: TextEncoder | null; // text with own vocabulary
+  textProj: TextProjector | null; // text
   /** the metadata of the file this model was loaded from ({} for a new model) */
   metadata: Record<string, string> = {};
   readonly _basis: readonly number[];
@@ -253,42 +380,62 @@ export class FlexAR {
     this.config = cfg;
     const d = cfg.dim;
     this.sos = param([d], dtype);
-    this.classEmb = param([cfg.num_classes, d], dtype);
+    this.classEmb = cfg.num_classes > 0 ? param([cfg.num_classes, d], dtype) : null;
     this.posEmb = param([cfg.num_tokens, d], dtype);
     const flat = cfg.head === 'flat';
     this.tokEmb = flat ? param([cfg.vocab_size, d], dtype) : null;
     this.digitEmb = flat ? [] : cfg.fsq_levels.map((l) => param([l, d], dtype));
-    this.blocks = Array.from({ length: cfg.depth }, () => new ArBlock(cfg, dtype));
+    this.blocks = Array.from({ length: cfg.depth }, () => new ArBlock(cfg, dtype, cfg.text !== null));
     this.norm = param([d], dtype, 1);
     this.head = flat ? param([cfg.vocab_size, d], dtype) : null;
     this.digitHead = flat ? null : new DigitHead(cfg, dtype);
+    this.textEncoder = cfg.text?.vocab ? new TextEncoder(cfg, cfg.text, dtype) : null;
+    this.textProj = cfg.text ? new TextProjector(cfg, cfg.text, dtype) : null;
     this._basis = fsqBasis(cfg.fsq_levels);
   }
 
   /** GPT-2 / nanoGPT initialisation: every matrix, embedding and the SOS vector N(0, 0.02²), the residual
-   * projections (attn.proj, mlp.fc2) N(0, (0.02/√(2·depth))²), norm gains 1. Draws in parameter order. */
+   * projections (attn.proj, cross.proj, mlp.fc2) N(0, (0.02/√(2·depth))²), norm gains 1. Draws in parameter
+   * order, the text encoder and projector last. */
   static init(config: ArModelConfig, rng: Rng, opts: { dtype?: FloatDType } = {}): FlexAR {
     const m = new FlexAR(config, opts.dtype ?? 'float32');
     const std = 0.02;
     const residualStd = std / Math.sqrt(2 * m.config.depth);
     const normal = (t: Tensor, s: number) => rng.fillNormal(t.f, 0, s);
     normal(m.sos, std);
-    normal(m.classEmb, std);
+    if (m.classEmb) normal(m.classEmb, std);
     normal(m.posEmb, std);
     if (m.tokEmb) normal(m.tokEmb, std);
     for (const e of m.digitEmb) normal(e, std);
-    for (const b of m.blocks) {
+    const initBlock = (b: ArBlock, resStd: number) => {
       normal(b.attn.wq, std);
       normal(b.attn.wk, std);
       normal(b.attn.wv, std);
-      normal(b.attn.proj, residualStd);
+      normal(b.attn.proj, resStd);
+      if (b.cross) {
+        normal(b.cross.wq, std);
+        normal(b.cross.wk, std);
+        normal(b.cross.wv, std);
+        normal(b.cross.proj, resStd);
+      }
       normal(b.mlp.fc1, std);
       normal(b.mlp.fc3, std);
-      normal(b.mlp.fc2, residualStd);
-    }
+      normal(b.mlp.fc2, resStd);
+    };
+    for (const b of m.blocks) initBlock(b, residualStd);
     if (m.head) normal(m.head, std);
     if (m.digitHead) {
       for (const t of [...m.digitHead.prev, ...m.digitHead.fcIn, ...m.digitHead.fcOut]) normal(t, std);
+    }
+    if (m.textEncoder) {
+      normal(m.textEncoder.wordEmb, std);
+      normal(m.textEncoder.posEmb, std);
+      const encResStd = std / Math.sqrt(2 * Math.max(1, m.textEncoder.blocks.length));
+      for (const b of m.textEncoder.blocks) initBlock(b, encResStd);
+    }
+    if (m.textProj) {
+      normal(m.textProj.fc1, std);
+      normal(m.textProj.fc2, std);
     }
     return m;
   }
@@ -312,6 +459,33 @@ export class FlexAR {
 
   // ---- input checks ----
 
+  /** Classes or prompts, whichever this model reads, for `batch` rows. */
+  private checkCondition(cond: ArCondition, batch: number, where: string): void {
+    const text = this.config.text;
+    if (!isTextBatch(cond)) {
+      if (text) throw new Error(`${where}: this model is text-conditional; give prompts (encodePrompts / embeddedPrompts), not class ids`);
+      this.checkClasses(cond, batch, where);
+      return;
+    }
+    if (!text) throw new Error(`${where}: this model is class-conditional; give class ids, not prompts`);
+    if (cond.batch !== batch) throw new Error(`${where}: ${cond.batch} prompts for a batch of ${batch}`);
+    const lt = cond.length;
+    if (!Number.isInteger(lt) || lt < 1 || lt > text.max_len) throw new Error(`${where}: prompts padded to ${lt} tokens; the model reads 1..${text.max_len}`);
+    if (cond.mask.length !== batch * lt) throw new Error(`${where}: prompt mask has ${cond.mask.length} entries for [${batch}, ${lt}]`);
+    if (text.vocab) {
+      if (!cond.ids || cond.ids.length !== batch * lt) throw new Error(`${where}: this model encodes prompts itself: give word ids [${batch}, ${lt}] (encodePrompts)`);
+      const v = text.vocab.length;
+      for (let i = 0; i < cond.ids.length; i++) {
+        if (!(cond.ids[i] >= 0 && cond.ids[i] < v)) throw new Error(`${where}: word id ${cond.ids[i]} at index ${i} is outside 0..${v - 1}`);
+      }
+    } else {
+      const e = cond.embeddings;
+      if (!e || e.ndim !== 3 || e.shape[0] !== batch || e.shape[1] !== lt || e.shape[2] !== text.dim) {
+        throw new Error(`${where}: this model reads precomputed prompt embeddings [${batch}, ${lt}, ${text.dim}] (embeddedPrompts), got ${e ? `[${e.shape.join(', ')}]` : 'word ids'}`);
+      }
+    }
+  }
+
   private checkClasses(classes: Int32Array, batch: number, where: string): void {
     if (classes.length !== batch) throw new Error(`${where}: ${classes.length} class ids for a batch of ${batch}`);
     const c = this.config.num_classes;
@@ -330,8 +504,10 @@ export class FlexAR {
 
   // ---- embeddings ----
 
-  /** SOS + class embedding (class −1: + 0): classes [B] → [B, D]. */
-  private sosEmbedding(classes: Int32Array): Tensor {
+  /** SOS + class embedding (class −1: + 0): classes [B] → [B, D]; a text model: SOS for every row. */
+  private sosEmbedding(cond: ArCondition): Tensor {
+    if (isTextBatch(cond)) return add(Tensor.zeros([cond.batch, this.config.dim], this.dtype), this.sos);
+    const classes = cond;
     const b = classes.length;
     const ids = new Int32Array(b);
     const keep = new Float64Array(b);
@@ -339,7 +515,7 @@ export class FlexAR {
       ids[i] = Math.max(classes[i], 0);
       keep[i] = classes[i] >= 0 ? 1 : 0;
     }
-    const cls = mul(embedding(this.classEmb, new Tensor(ids, [b])), Tensor.from(keep, [b, 1], this.dtype)); // [B, D]
+    const cls = mul(embedding(this.classEmb!, new Tensor(ids, [b])), Tensor.from(keep, [b, 1], this.dtype)); // [B, D]
     return add(cls, this.sos);
   }
 
@@ -365,53 +541,77 @@ export class FlexAR {
     return out;
   }
 
+  // ---- prompts ----
+
+  /** Prompt states c [B, Lt, D] (own encoder or precomputed embeddings, then the projector MLP). */
+  private promptStates(text: TextBatch): Tensor {
+    const e = this.textEncoder
+      ? this.textEncoder.forward(text.ids!, text.mask, text.batch, text.length)
+      : this.dtype === 'float64' ? new Tensor(Float64Array.from(text.embeddings!.f), text.embeddings!.shape) : text.embeddings!;
+    return this.textProj!.forward(e);
+  }
+
+  /** The cross-attention mask [B, L, Lt]: every query position of row b may attend to row b's prompt tokens. */
+  private static crossMask(text: TextBatch, queries: number): Uint8Array {
+    const lt = text.length;
+    const mask = new Uint8Array(text.batch * queries * lt);
+    for (let i = 0; i < text.batch; i++) {
+      const row = text.mask.subarray(i * lt, (i + 1) * lt);
+      for (let q = 0; q < queries; q++) mask.set(row, (i * queries + q) * lt);
+    }
+    return mask;
+  }
+
   // ---- full forward ----
 
   /** Hidden states after the final norm, h [B, P+1, D], for the input [SOS + class, t_1 … t_P]: row b reads
    * tokens[b·stride … b·stride + P). Records autograd unless called under noGrad. */
-  private hiddenStates(tokens: Int32Array, stride: number, p: number, classes: Int32Array): Tensor {
-    const b = classes.length;
+  private hiddenStates(tokens: Int32Array, stride: number, p: number, cond: ArCondition): Tensor {
+    const b = conditionBatch(cond);
     const d = this.config.dim;
-    let x = reshape(this.sosEmbedding(classes), [b, 1, d]); // [B, 1, D]
+    let x = reshape(this.sosEmbedding(cond), [b, 1, d]); // [B, 1, D]
     if (p > 0) {
       const ids = new Int32Array(b * p);
       for (let i = 0; i < b; i++) ids.set(tokens.subarray(i * stride, i * stride + p), i * p);
       x = concat([x, this.tokenEmbedding(new Tensor(ids, [b, p]))], 1); // [B, P+1, D]
     }
     x = add(x, slice(this.posEmb, 0, 0, p + 1)); // + positions [P+1, D]
-    for (const block of this.blocks) x = block.forward(x);
+    const text = isTextBatch(cond) ? cond : null;
+    const c = text ? this.promptStates(text) : null; // [B, Lt, D]
+    const mask = text ? FlexAR.crossMask(text, p + 1) : null;
+    for (const block of this.blocks) x = block.forward(x, c ? { ...block.cross!.keysValues(c), mask: mask! } : null);
     return rmsNorm(x, this.norm, this.config.norm_eps);
   }
 
-  /** Full recomputation (no cache), under noGrad: tokensPrefix [B·P] (P = 0 … R−1 tokens per row), classes [B]
-   * (−1 = null) → hidden states after the final norm [B, P+1, D]; row P predicts token P+1. */
-  forwardHidden(tokensPrefix: Int32Array, classes: Int32Array): Tensor {
-    const b = classes.length;
+  /** Full recomputation (no cache), under noGrad: tokensPrefix [B·P] (P = 0 … R−1 tokens per row), condition:
+   * classes [B] (−1 = null) or prompts → hidden states after the final norm [B, P+1, D]; row P predicts token P+1. */
+  forwardHidden(tokensPrefix: Int32Array, cond: ArCondition): Tensor {
+    const b = conditionBatch(cond);
     if (b === 0) throw new Error('forwardHidden: empty batch');
     const p = tokensPrefix.length / b;
     if (!Number.isInteger(p) || p < 0 || p >= this.config.num_tokens) {
       throw new Error(`forwardHidden: ${tokensPrefix.length} tokens for ${b} rows: need 0..${this.config.num_tokens - 1} tokens per row`);
     }
-    this.checkClasses(classes, b, 'forwardHidden');
+    this.checkCondition(cond, b, 'forwardHidden');
     this.checkTokens(tokensPrefix, 'forwardHidden');
-    return noGrad(() => this.hiddenStates(tokensPrefix, p, p, classes));
+    return noGrad(() => this.hiddenStates(tokensPrefix, p, p, cond));
   }
 
   /**
    * Next-token cross-entropy, mean nats per token, with autograd: tokens [B·L] (L = 1 … R tokens per row, row-major),
-   * classes [B] (−1 = null class; condition dropout is the caller's: pass −1). Input [SOS + class, t_1 … t_{L−1}],
-   * targets t_1 … t_L.
+   * condition: classes [B] (−1 = null class) or prompts (the empty prompt is the null one); condition dropout is the
+   * caller's. Input [SOS + class, t_1 … t_{L−1}], targets t_1 … t_L.
    */
-  loss(tokens: Int32Array, classes: Int32Array, opts: ArLossOptions = {}): Tensor {
-    const b = classes.length;
+  loss(tokens: Int32Array, cond: ArCondition, opts: ArLossOptions = {}): Tensor {
+    const b = conditionBatch(cond);
     if (b === 0) throw new Error('loss: empty batch');
     const l = tokens.length / b;
     if (!Number.isInteger(l) || l < 1 || l > this.config.num_tokens) {
       throw new Error(`loss: ${tokens.length} tokens for ${b} rows: need 1..${this.config.num_tokens} tokens per row`);
     }
-    this.checkClasses(classes, b, 'loss');
+    this.checkCondition(cond, b, 'loss');
     this.checkTokens(tokens, 'loss');
-    const h = reshape(this.hiddenStates(tokens, l, l - 1, classes), [b * l, this.config.dim]); // [N, D]
+    const h = reshape(this.hiddenStates(tokens, l, l - 1, cond), [b * l, this.config.dim]); // [N, D]
     const targets = new Tensor(tokens, [b * l]);
     if (this.head) return crossEntropy(linear(h, this.head), targets);
     const dh = this.digitHead!;
@@ -448,16 +648,24 @@ export class FlexAR {
 
   /**
    * Advance every row of the cache by one position (under noGrad) and return the hidden state after the final norm
-   * [B, D], which predicts the next token. prevTokens: null at the first step (the SOS slot; classes [B] are read
-   * only there, −1 = null class), else the token each row drew last [B].
+   * [B, D], which predicts the next token. prevTokens: null at the first step (the SOS slot; the condition —
+   * classes [B], −1 = null class, or prompts — is read only there), else the token each row drew last [B].
    */
-  step(cache: ArCache, prevTokens: Int32Array | null, classes: Int32Array): Tensor {
+  step(cache: ArCache, prevTokens: Int32Array | null, cond: ArCondition): Tensor {
     const b = cache.batch;
     const t = cache.position;
     if (t >= this.config.num_tokens) throw new Error(`step: the cache is full (${this.config.num_tokens} positions)`);
     if (t === 0) {
       if (prevTokens !== null) throw new Error('step: the first step (the SOS slot) takes prevTokens = null');
-      this.checkClasses(classes, b, 'step');
+      this.checkCondition(cond, b, 'step');
+      if (isTextBatch(cond)) {
+        // the prompt's keys and values of every layer, once per generation (kept outside the step's buffer pool)
+        cache.cross = noGrad(() => unpooled(() => {
+          const c = this.promptStates(cond);
+          const kv = this.blocks.map((block) => block.cross!.keysValues(c));
+          return { keys: kv.map((e) => e.k), values: kv.map((e) => e.v), mask: FlexAR.crossMask(cond, 1) };
+        }));
+      }
     } else {
       if (prevTokens === null) throw new Error(`step: position ${t} needs the previous tokens`);
       if (prevTokens.length !== b) throw new Error(`step: ${prevTokens.length} previous tokens for a batch of ${b}`);
@@ -465,9 +673,13 @@ export class FlexAR {
     }
     const d = this.config.dim;
     const hidden = noGrad(() => withInferencePool(this._pool, () => {
-      const e = t === 0 ? this.sosEmbedding(classes) : this.tokenEmbedding(new Tensor(prevTokens!, [b])); // [B, D]
+      const e = t === 0 ? this.sosEmbedding(cond) : this.tokenEmbedding(new Tensor(prevTokens!, [b])); // [B, D]
       let x = reshape(add(e, slice(this.posEmb, 0, t, t + 1)), [b, 1, d]); // [B, 1, D]
-      for (let l = 0; l < this.blocks.length; l++) x = this.blocks[l].step(x, cache.keys[l], cache.values[l], t, cache.masks[t]);
+      const cross = cache.cross;
+      for (let l = 0; l < this.blocks.length; l++) {
+        const c = cross ? { k: cross.keys[l], v: cross.values[l], mask: cross.mask } : null;
+        x = this.blocks[l].step(x, cache.keys[l], cache.values[l], t, cache.masks[t], c);
+      }
       return reshape(rmsNorm(x, this.norm, this.config.norm_eps), [b, d]);
     }));
     cache.position = t + 1;

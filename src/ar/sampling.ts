@@ -35,6 +35,7 @@ import { Rng } from '../tensor/rng.js';
 import { Tensor, withBufferPool } from '../tensor/tensor.js';
 import { BufferPool } from '../tensor/pool.js';
 import type { FlexAR } from './model.js';
+import { concatTextBatches, conditionBatch, nullPrompts, type ArCondition, type TextBatch } from './text.js';
 
 export interface FilterOptions {
   /** > 0 (default 1) */
@@ -56,8 +57,12 @@ export interface GuidanceOptions {
 }
 
 export interface GenerateOptions extends FilterOptions {
-  /** one class per sample, each in 0..num_classes−1 (repeat a class for several samples of it) */
-  classes: readonly number[] | Int32Array;
+  /** class-conditional models: one class per sample, each in 0..num_classes−1 (repeat a class for several samples
+   * of it) */
+  classes?: readonly number[] | Int32Array;
+  /** text-conditional models instead: one prompt per sample (encodePrompts / embeddedPrompts); the unconditional
+   * half of the CFG batch gets empty prompts */
+  prompts?: TextBatch;
   /** tokens per sample, 1..R (default R) */
   numTokens?: number;
   /** CFG scale (default 1: no guidance) */
@@ -272,12 +277,12 @@ function float32(x: Float32Array | Float64Array): Float32Array {
 
 /** Without the cache: the hidden state of position t [rows, D] recomputed from the tokens 0..t−1 of every row
  * (history [rows, stride]). */
-function lastHidden(model: FlexAR, history: Int32Array, stride: number, t: number, rowClasses: Int32Array): Tensor {
-  const rows = rowClasses.length;
+function lastHidden(model: FlexAR, history: Int32Array, stride: number, t: number, rowCond: ArCondition): Tensor {
+  const rows = conditionBatch(rowCond);
   const d = model.config.dim;
   const prefix = new Int32Array(rows * t);
   for (let i = 0; i < rows; i++) prefix.set(history.subarray(i * stride, i * stride + t), i * t);
-  const h = model.forwardHidden(prefix, rowClasses); // [rows, t+1, D]
+  const h = model.forwardHidden(prefix, rowCond); // [rows, t+1, D]
   const last = new Tensor(h.f instanceof Float64Array ? new Float64Array(rows * d) : new Float32Array(rows * d), [rows, d]);
   for (let i = 0; i < rows; i++) last.f.set(h.f.subarray((i * (t + 1) + t) * d, (i * (t + 1) + t + 1) * d), i * d);
   return last;
@@ -290,13 +295,18 @@ function lastHidden(model: FlexAR, history: Int32Array, stride: number, t: numbe
 export function generate(model: FlexAR, opts: GenerateOptions): Int32Array[] {
   const cfg = model.config;
   const r = cfg.num_tokens;
-  if (!(Array.isArray(opts.classes) || opts.classes instanceof Int32Array) || opts.classes.length === 0) {
-    throw new Error('generate: classes must be a non-empty list of class ids');
+  const prompts = opts.prompts ?? null;
+  if (cfg.text) {
+    if (opts.classes !== undefined || prompts === null) throw new Error('generate: this model is text-conditional: give prompts, not classes');
+  } else {
+    if (prompts !== null) throw new Error('generate: this model is class-conditional: give classes, not prompts');
+    if (!(Array.isArray(opts.classes) || opts.classes instanceof Int32Array) || opts.classes.length === 0) {
+      throw new Error('generate: classes must be a non-empty list of class ids');
+    }
+    Array.from(opts.classes).forEach((c, i) => {
+      if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes) throw new Error(`generate: class ${c} (sample ${i}) is outside 0..${cfg.num_classes - 1}`);
+    });
   }
-  const classes = Array.from(opts.classes);
-  classes.forEach((c, i) => {
-    if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes) throw new Error(`generate: class ${c} (sample ${i}) is outside 0..${cfg.num_classes - 1}`);
-  });
   const numTokens = opts.numTokens ?? r;
   if (!Number.isInteger(numTokens) || numTokens < 1 || numTokens > r) throw new Error(`generate: numTokens must be an integer in 1..${r}, got ${numTokens}`);
   const guidance = checkGuidance({ cfgScale: opts.cfgScale ?? 1, schedule: opts.schedule, power: opts.power }, 'generate');
@@ -305,17 +315,23 @@ export function generate(model: FlexAR, opts: GenerateOptions): Int32Array[] {
   const seed = opts.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`generate: seed must be a non-negative integer, got ${seed}`);
 
-  const b = classes.length;
+  const b = prompts ? prompts.batch : opts.classes!.length;
   const scales = Array.from({ length: numTokens }, (_, t) => cfgScaleAt(t, r, guidance));
   const guided = scales.some((s) => s !== 1);
   const rows = guided ? 2 * b : b; // [cond | uncond]
-  const rowClasses = new Int32Array(rows).fill(-1);
-  rowClasses.set(classes);
+  let rowCond: ArCondition;
+  if (prompts) {
+    rowCond = guided ? concatTextBatches(prompts, nullPrompts(b, cfg.text!)) : prompts;
+  } else {
+    const rowClasses = new Int32Array(rows).fill(-1);
+    rowClasses.set(Array.from(opts.classes!));
+    rowCond = rowClasses;
+  }
   const rng = new Rng(seed);
   const useCache = opts.kvCache ?? true;
   const cache = useCache ? model.createCache(rows) : null;
   const history = useCache ? null : new Int32Array(rows * numTokens); // [rows, numTokens] tokens so far, without cache
-  const out = classes.map(() => new Int32Array(numTokens));
+  const out = Array.from({ length: b }, () => new Int32Array(numTokens));
   const prev = new Int32Array(rows); // the token each row drew last
   const pool = new BufferPool();
   const levels = cfg.fsq_levels;
@@ -324,7 +340,7 @@ export function generate(model: FlexAR, opts: GenerateOptions): Int32Array[] {
 
   for (let t = 0; t < numTokens; t++) {
     withBufferPool(pool, () => {
-      const hidden = cache ? model.step(cache, t === 0 ? null : prev, rowClasses) : lastHidden(model, history!, numTokens, t, rowClasses); // [rows, D]
+      const hidden = cache ? model.step(cache, t === 0 ? null : prev, rowCond) : lastHidden(model, history!, numTokens, t, rowCond); // [rows, D]
       if (cfg.head === 'flat') {
         const logits = float32(model.flatLogits(hidden).f); // [rows, V]
         if (guided) applyCfg(logits, b, cfg.vocab_size, scales[t]);

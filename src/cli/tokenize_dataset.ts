@@ -8,7 +8,8 @@ import {
   readTokenDataset, sha256OfFile, TOKEN_DATASET_FORMAT, tokenStats, writeTokenDataset, type TokenAugment, type TokenDataset,
 } from '../io/token_dataset.js';
 import type { FlexTok } from '../flextok/model.js';
-import { openDataset } from '../train/data.js';
+import { FMNIST_SCENES, openDataset } from '../train/data.js';
+import { mirrorItems, sceneCaption, type SceneDataset } from '../io/scenes.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { loadModel, MODEL_OPTIONS } from './model_options.js';
@@ -19,7 +20,7 @@ const DEFAULT_BATCH = 64;
 export const tokenizeDatasetSpec: CommandSpec = {
   name: 'tokenize-dataset',
   summary: 'Tokenize a whole image dataset once (token ids + labels per split) for training an autoregressive model.',
-  usage: 'flextok tokenize-dataset --model <tokenizer> --data fashion-mnist|<folder> --out <dir> [--split train|test|all] [--augment flip] [--limit N] [--batch N]',
+  usage: 'flextok tokenize-dataset --model <tokenizer> --data fashion-mnist|fmnist-scenes|<folder> --out <dir> [--split train|test|all] [--augment flip] [--limit N] [--batch N]',
   positionals: [],
   options: [
     ...MODEL_OPTIONS,
@@ -28,14 +29,14 @@ export const tokenizeDatasetSpec: CommandSpec = {
       short: 'd',
       kind: 'string',
       value: 'SOURCE',
-      help: "'fashion-mnist' (the IDX files in $FLEXTOK_FASHION_MNIST or /usr/share/datasets/fashion-mnist) or an image folder (each sub-folder is a class, as in train-tokenizer)",
+      help: "'fashion-mnist' (the IDX files in $FLEXTOK_FASHION_MNIST or /usr/share/datasets/fashion-mnist), 'fmnist-scenes' (64×64 scenes of 1–4 Fashion-MNIST items with captions: 60,000 train / 10,000 test; the captions are stored with the ids; a mirrored scene's caption names the mirrored cells) or an image folder (each sub-folder is a class, as in train-tokenizer)",
     },
     {
       name: 'split',
       kind: 'string',
       value: 'NAME',
-      help: "Fashion-MNIST: 'train' (60,000 images), 'test' (10,000) or 'all' (both, one file each); an image folder has no splits: --split names the file it is written as ('train' or 'test')",
-      defaultText: "'all' for Fashion-MNIST, 'train' for a folder",
+      help: "Fashion-MNIST and its scenes: 'train' (60,000 images), 'test' (10,000) or 'all' (both, one file each); an image folder has no splits: --split names the file it is written as ('train' or 'test')",
+      defaultText: "'all' for Fashion-MNIST and its scenes, 'train' for a folder",
     },
     {
       name: 'augment',
@@ -94,8 +95,8 @@ interface Plan {
 function plan(args: ParsedArgs): Plan {
   const out = args.requireStr('out');
   const source = args.str('data');
-  if (source === undefined || source === '') throw new UsageError("--data is required: 'fashion-mnist' or an image folder", args.command);
-  const isFolder = source !== 'fashion-mnist';
+  if (source === undefined || source === '') throw new UsageError(`--data is required: 'fashion-mnist', '${FMNIST_SCENES}' or an image folder`, args.command);
+  const isFolder = source !== 'fashion-mnist' && source !== FMNIST_SCENES;
   if (isFolder) {
     let stat: fs.Stats | null = null;
     try {
@@ -104,7 +105,7 @@ function plan(args: ParsedArgs): Plan {
       // reported below
     }
     if (stat === null || !stat.isDirectory()) {
-      throw new UsageError(`--data '${source}': unknown data source (use 'fashion-mnist' or an image folder; ${stat === null ? 'no such folder' : 'that is a file, not a folder'})`, args.command);
+      throw new UsageError(`--data '${source}': unknown data source (use 'fashion-mnist', '${FMNIST_SCENES}' or an image folder; ${stat === null ? 'no such folder' : 'that is a file, not a folder'})`, args.command);
     }
   }
   const split = args.str('split') ?? (isFolder ? 'train' : 'all');
@@ -125,6 +126,8 @@ export interface TokenizeSplitResult {
   labels: Int32Array;
   index: Int32Array;
   flipped: Uint8Array;
+  /** per row, for a scene dataset (a mirrored row's caption names the mirrored cells) */
+  captions?: string[];
   images: number;
   seconds: number;
 }
@@ -151,6 +154,8 @@ export function tokenizeImages(
   const labels = new Int32Array(rows);
   const index = new Int32Array(rows);
   const flipped = new Uint8Array(rows);
+  const scenes = isSceneDataset(ds) ? ds : null;
+  const captions: string[] | undefined = scenes ? new Array<string>(rows) : undefined;
   const started = Date.now();
   for (let s = 0; s < n; s += batch) {
     const e = Math.min(n, s + batch);
@@ -172,12 +177,21 @@ export function tokenizeImages(
         index[i * per + k] = i;
         flipped[i * per + k] = k;
       }
+      if (scenes) {
+        const items = scenes.items(i);
+        captions![i * per] = sceneCaption(items);
+        if (opts.flip) captions![i * per + 1] = sceneCaption(mirrorItems(items));
+      }
     }
     const ids = model.tokenize(new Tensor(data, [b, c, h, w]));
     for (let k = 0; k < b; k++) tokens.set(ids[k]!, (s * per + k) * r);
     opts.onProgress?.(e * per, rows);
   }
-  return { tokens, labels, index, flipped, images: n, seconds: (Date.now() - started) / 1000 };
+  return { tokens, labels, index, flipped, captions, images: n, seconds: (Date.now() - started) / 1000 };
+}
+
+function isSceneDataset(ds: ImageDataset): ds is SceneDataset {
+  return typeof (ds as Partial<SceneDataset>).caption === 'function' && typeof (ds as Partial<SceneDataset>).items === 'function';
 }
 
 function fmt(n: number): string {
@@ -243,7 +257,7 @@ export async function runTokenizeDataset(args: ParsedArgs, log: (line: string) =
     const count = p.limit === null ? ds.size : Math.min(p.limit, ds.size);
     const how = p.isFolder
       ? mode === 'pad' ? 'fitted inside and padded' : 'shorter side resized and centre-cropped'
-      : `28×28 ${mode === 'pad' ? 'padded' : 'resized (bilinear)'}`;
+      : p.source === FMNIST_SCENES ? `scenes of 28×28 items in 32×32 cells, drawn` : `28×28 ${mode === 'pad' ? 'padded' : 'resized (bilinear)'}`;
     const preprocess = `${how} to ${h}×${w} (resize mode '${mode}', from ${modeFrom})`;
     const rowsTotal = count * (p.augment === 'flip' ? 2 : 1);
     log(`${split}: ${fmt(count)} of ${fmt(ds.size)} images of ${ds.name}${p.augment === 'flip' ? ' and their mirrors' : ''}, ${preprocess}`);
@@ -262,6 +276,7 @@ export async function runTokenizeDataset(args: ParsedArgs, log: (line: string) =
       labels: result.labels,
       index: result.index,
       flipped: result.flipped,
+      captions: result.captions,
       tokenizerPath: label,
       tokenizerFile: weightsFile,
       tokenizerSha256: sha256,

@@ -142,7 +142,7 @@ function readIdxFile(dir: string, base: string): IdxArray {
 }
 
 /** Fashion-MNIST (60 000 train / 10 000 test, 1×28×28, 10 classes) from its IDX files; `limit` keeps the first N. */
-export function loadFashionMnist(split: 'train' | 'test', opts: { dir?: string; limit?: number } = {}): ImageDataset {
+export function loadFashionMnist(split: 'train' | 'test', opts: { dir?: string; limit?: number } = {}): ByteImageDataset {
   if (split !== 'train' && split !== 'test') throw new Error(`loadFashionMnist: split must be 'train' or 'test', got ${String(split)}`);
   const dir = opts.dir ?? process.env.FLEXTOK_FASHION_MNIST ?? FASHION_MNIST_DIR;
   const prefix = split === 'train' ? 'train' : 't10k';

@@ -6,6 +6,9 @@
 //   labels  I32 [N]     class index into class_names
 //   index   I32 [N]     index of the source image in its split
 //   flipped U8  [N]     1 for a horizontally flipped copy (with augment 'flip': original, then its flip)
+// and, for captioned data (fmnist-scenes), the caption of every row as UTF-8:
+//   caption_bytes   U8  [total bytes]   the captions one after another
+//   caption_offsets I32 [N + 1]         row i's caption is caption_bytes[offsets[i] .. offsets[i+1])
 // and string metadata: format 'flextok-token-dataset/1', tokenizer (as given), tokenizer_file (resolved),
 // tokenizer_sha256 (of the tokenizer's weights file), codebook_size, num_tokens, data, split, augment,
 // class_names (JSON list), created (ISO date), and informational keys (preprocess, image_size, seconds, …).
@@ -72,6 +75,8 @@ export interface TokenDataset extends TokenDatasetInfo {
   index: Int32Array;
   /** [count] 1 for a flipped copy, else 0. */
   flipped: Uint8Array;
+  /** [count] the caption of each row (captioned data such as fmnist-scenes), else null */
+  captions: string[] | null;
   /** Every metadata string of the file (including informational keys such as preprocess and seconds). */
   metadata: Record<string, string>;
 }
@@ -82,6 +87,8 @@ export interface TokenDatasetContent extends TokenDatasetInfo {
   labels: Int32Array;
   index: Int32Array;
   flipped: Uint8Array;
+  /** one caption per row, for captioned data */
+  captions?: string[];
   /** Informational metadata (strings) stored next to the required keys; may not override them. */
   extra?: Record<string, string>;
 }
@@ -119,6 +126,7 @@ export function writeTokenDataset(file: string, content: TokenDatasetContent): v
     index: { dtype: 'I32', shape: [count], data: content.index },
     flipped: { dtype: 'U8', shape: [count], data: content.flipped },
   }, '');
+  const captions = content.captions === undefined ? {} : encodeCaptions(file, content.captions, count);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeSafetensors(
     file,
@@ -127,9 +135,57 @@ export function writeTokenDataset(file: string, content: TokenDatasetContent): v
       labels: { dtype: 'I32', shape: [count], data: content.labels },
       index: { dtype: 'I32', shape: [count], data: content.index },
       flipped: { dtype: 'U8', shape: [count], data: content.flipped },
+      ...captions,
     },
     metadata,
   );
+}
+
+/** Captions → the caption_bytes / caption_offsets tensors. */
+function encodeCaptions(file: string, captions: readonly string[], count: number): Record<string, TensorData> {
+  if (captions.length !== count) throw new Error(`writeTokenDataset ${file}: ${captions.length} captions for ${count} rows`);
+  const encoded = captions.map((c, i) => {
+    if (typeof c !== 'string') throw new Error(`writeTokenDataset ${file}: caption ${i} is not a string`);
+    return Buffer.from(c, 'utf8');
+  });
+  const offsets = new Int32Array(count + 1);
+  encoded.forEach((b, i) => (offsets[i + 1] = offsets[i]! + b.length));
+  const bytes = new Uint8Array(offsets[count]!);
+  encoded.forEach((b, i) => bytes.set(b, offsets[i]!));
+  return {
+    caption_bytes: { dtype: 'U8', shape: [bytes.length], data: bytes },
+    caption_offsets: { dtype: 'I32', shape: [count + 1], data: offsets },
+  };
+}
+
+/** The caption tensors (both or neither) → one string per row; corrupt offsets or bytes are a TokenDatasetError. */
+function decodeCaptions(file: string, st: SafetensorsFile, count: number): string[] | null {
+  const hasBytes = st.has('caption_bytes');
+  if (!hasBytes && !st.has('caption_offsets')) return null;
+  if (!hasBytes || !st.has('caption_offsets')) throw new TokenDatasetError(file, `it has ${hasBytes ? 'caption_bytes but no caption_offsets' : 'caption_offsets but no caption_bytes'}`);
+  const b = st.info('caption_bytes');
+  const o = st.info('caption_offsets');
+  if (b.dtype !== 'U8' || b.shape.length !== 1) throw new TokenDatasetError(file, `tensor 'caption_bytes' is ${b.dtype} [${b.shape.join(', ')}], expected U8 [total bytes]`);
+  if (o.dtype !== 'I32' || o.shape.length !== 1 || o.shape[0] !== count + 1) {
+    throw new TokenDatasetError(file, `tensor 'caption_offsets' is ${o.dtype} [${o.shape.join(', ')}], expected I32 [${count + 1}] (rows + 1)`);
+  }
+  const bytes = st.read('caption_bytes').data as Uint8Array;
+  const offsets = st.read('caption_offsets').data as Int32Array;
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const a = offsets[i]!;
+    const e = offsets[i + 1]!;
+    if (!(a >= 0 && e >= a && e <= bytes.length) || (i === 0 && a !== 0) || (i === count - 1 && e !== bytes.length)) {
+      throw new TokenDatasetError(file, `the file is corrupt; caption_offsets [${a}, ${e}) of row ${i} do not lie in order inside the ${bytes.length} caption bytes`);
+    }
+    try {
+      out.push(decoder.decode(bytes.subarray(a, e)));
+    } catch {
+      throw new TokenDatasetError(file, `the file is corrupt; the caption of row ${i} is not valid UTF-8`);
+    }
+  }
+  return out;
 }
 
 /**
@@ -174,6 +230,7 @@ export function readTokenDataset(file: string): TokenDataset {
       labels: tensors.labels!.data as Int32Array,
       index: tensors.index!.data as Int32Array,
       flipped: tensors.flipped!.data as Uint8Array,
+      captions: decodeCaptions(file, st, count),
       metadata,
     };
   } finally {

@@ -48,7 +48,7 @@ export function arModelConfigFor(cfg: ArTrainConfig, ds: TokenDataset, fsqLevels
   return {
     vocab_size: ds.codebookSize, fsq_levels: fsqLevels, num_tokens: ds.numTokens, num_classes: ds.classNames.length,
     dim: m.dim, depth: m.depth, head_dim: m.head_dim, mlp_ratio: m.mlp_ratio, qk_norm: m.qk_norm, head: m.head,
-    norm_eps: 1e-6, digit_hidden: m.digit_hidden ?? m.dim,
+    norm_eps: 1e-6, digit_hidden: m.digit_hidden ?? m.dim, text: null,
   };
 }
 

@@ -12,7 +12,7 @@ import { runVaeTraining } from './vae.js';
 
 const commonOptions: CommandSpec['options'] = [
   { name: 'config', kind: 'string', value: 'FILE', help: 'JSON training config (see configs/); required for a new run. With --resume it must match the run\'s own config.json if given' },
-  { name: 'data', kind: 'string', value: 'SOURCE', help: "training data: 'fashion-mnist' (the Debian dataset-fashion-mnist files), an image folder (class sub-folders), or 'synthetic[:N]'; overrides data.source" },
+  { name: 'data', kind: 'string', value: 'SOURCE', help: "training data: 'fashion-mnist' (the Debian dataset-fashion-mnist files), 'fmnist-scenes' (64×64 scenes of 1–4 Fashion-MNIST items, data.resolution 64), an image folder (class sub-folders), or 'synthetic[:N]'; overrides data.source" },
   { name: 'out', kind: 'string', value: 'DIR', help: 'run folder: config.json, log.jsonl, samples/step_NNNNNN.png, checkpoint.safetensors, exported model (required)' },
   { name: 'resume', kind: 'boolean', help: "continue the run in --out from its checkpoint; the result is bitwise identical to an uninterrupted run" },
   { name: 'steps', kind: 'string', value: 'N', help: 'total optimizer steps (overrides optim.total_steps; with --resume it may extend the run, which changes the cosine schedule)' },

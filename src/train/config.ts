@@ -16,7 +16,7 @@ export class ConfigError extends Error {
 
 /** Where training images come from and how they are brought to the training resolution. */
 export interface DataConfig {
-  /** 'fashion-mnist', 'synthetic' (procedural shapes, for tests) or an image folder path */
+  /** 'fashion-mnist', 'fmnist-scenes' (64×64 scenes, src/io/scenes.ts), 'synthetic' (procedural shapes, for tests) or an image folder path */
   source: string;
   /** square training resolution in pixels (e.g. 32: Fashion-MNIST 28 → 32) */
   resolution: number;

@@ -1,10 +1,14 @@
-// Training data for the trainers: Fashion-MNIST, an image folder, or procedural shapes (for tests and
+// Training data for the trainers: Fashion-MNIST, Fashion-MNIST scenes, an image folder, or procedural shapes (for tests and
 // smoke runs), brought to the training resolution; plus a helper taking the first images as a batch.
 
 import { loadFashionMnist, loadImageFolder, resizeOrPad, type ImageDataset, type Sample } from '../io/datasets.js';
+import { loadFashionScenes, SCENE_SIZE } from '../io/scenes.js';
 import { mixSeed, Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DataConfig } from './config.js';
+
+/** The Fashion-MNIST scenes source (src/io/scenes.ts): 64×64 captioned scenes of 1–4 items. */
+export const FMNIST_SCENES = 'fmnist-scenes';
 
 /** `synthetic` or `synthetic:N`: N procedural images (default 512). */
 export function parseSyntheticSource(source: string): number | null {
@@ -56,6 +60,10 @@ export async function openDataset(cfg: DataConfig, split: 'train' | 'test'): Pro
   const limit = cfg.limit ?? undefined;
   const synthetic = parseSyntheticSource(cfg.source);
   if (synthetic !== null) return syntheticShapes(limit === undefined ? synthetic : Math.min(limit, synthetic), cfg.resolution, split === 'train' ? 0 : 1);
+  if (cfg.source === FMNIST_SCENES) {
+    if (cfg.resolution !== SCENE_SIZE) throw new Error(`data source '${FMNIST_SCENES}' is ${SCENE_SIZE}×${SCENE_SIZE} scenes; set data.resolution to ${SCENE_SIZE} (got ${cfg.resolution})`);
+    return loadFashionScenes(split, limit === undefined || split === 'test' ? {} : { count: limit });
+  }
   if (cfg.source === 'fashion-mnist') {
     return resizeOrPad(loadFashionMnist(split, split === 'train' ? { limit } : {}), cfg.resolution, cfg.resize_mode);
   }

@@ -102,13 +102,60 @@ export function negativeCosineLoss(pred: Tensor, target: Tensor): Tensor {
 
 /** The REPA teacher named in a config: 'fmnist-classifier' loads src/eval/classifier.ts weights. */
 export async function loadTeacher(name: string, weights: string): Promise<RepaTeacher> {
-  if (name === 'fmnist-classifier') {
+  if (name === 'fmnist-classifier' || name === 'fmnist-classifier-cells') {
     if (!fs.existsSync(weights)) {
       throw new Error(`REPA teacher weights ${weights} not found: train or fetch the Fashion-MNIST classifier first, or set "repa": null in the config`);
     }
     const { FmnistClassifier } = await import('../eval/classifier.js');
     const model = FmnistClassifier.load(weights);
-    return { features: (images: Tensor) => model.features(images) };
+    const features = (images: Tensor) => model.features(images);
+    return name === 'fmnist-classifier' ? { features } : cellTeacher(features);
   }
-  throw new Error(`unknown REPA teacher '${name}' (available: fmnist-classifier)`);
+  throw new Error(`unknown REPA teacher '${name}' (available: fmnist-classifier, fmnist-classifier-cells)`);
+}
+
+/**
+ * For 2×2 scenes (src/io/scenes.ts): the teacher runs on each cell's 28×28 item crop [B·4, 1, 28, 28] and the four
+ * feature maps [Ct, h, w] are tiled back into the scene's layout [B, Ct, 2h, 2w].
+ */
+export function cellTeacher(features: (images: Tensor) => Tensor): RepaTeacher {
+  const cell = 32;
+  const side = 28;
+  const off = 2;
+  return {
+    features(images: Tensor): Tensor {
+      const [b, c, h, w] = images.shape;
+      if (images.ndim !== 4 || c !== 1 || h !== 2 * cell || w !== 2 * cell) {
+        throw new Error(`REPA teacher 'fmnist-classifier-cells' takes 64×64 scenes [B, 1, 64, 64], got [${images.shape.join(', ')}]`);
+      }
+      const src = images.f;
+      const crops = new Float32Array(b * 4 * side * side);
+      for (let i = 0; i < b; i++) {
+        for (let q = 0; q < 4; q++) {
+          const y0 = (q >> 1) * cell + off;
+          const x0 = (q & 1) * cell + off;
+          for (let y = 0; y < side; y++) {
+            const from = i * h * w + (y0 + y) * w + x0;
+            crops.set(src.subarray(from, from + side), ((i * 4 + q) * side + y) * side);
+          }
+        }
+      }
+      const f = features(new Tensor(crops, [b * 4, 1, side, side])); // [B·4, Ct, fh, fw]
+      const [, ct, fh, fw] = f.shape;
+      const out = new Float32Array(b * ct * 4 * fh * fw);
+      const fs_ = f.f;
+      for (let i = 0; i < b; i++) {
+        for (let q = 0; q < 4; q++) {
+          for (let ch = 0; ch < ct; ch++) {
+            for (let y = 0; y < fh; y++) {
+              const from = (((i * 4 + q) * ct + ch) * fh + y) * fw;
+              const to = ((i * ct + ch) * 2 * fh + (q >> 1) * fh + y) * 2 * fw + (q & 1) * fw;
+              for (let x = 0; x < fw; x++) out[to + x] = fs_[from + x]!;
+            }
+          }
+        }
+      }
+      return new Tensor(out, [b, ct, 2 * fh, 2 * fw]);
+    },
+  };
 }

@@ -25,7 +25,7 @@ import { mixSeed, Rng } from '../tensor/rng.js';
 import { BufferPool } from '../tensor/pool.js';
 import { noGrad, Tensor, withBufferPool } from '../tensor/tensor.js';
 import { decoderConfigOf, encoderConfigOf, type TokenizerTrainConfig } from './config.js';
-import { openDataset, sampleBatch } from './data.js';
+import { FMNIST_SCENES, openDataset, sampleBatch } from './data.js';
 import { exportedFlexTokConfig, exportTokenizer, type ExportVae } from './export.js';
 import { decays, initDecoder, initEncoder } from './init.js';
 import { featuresToPatchRows, loadTeacher, negativeCosineLoss, RepaProjector, type RepaTeacher } from './repa.js';
@@ -322,7 +322,7 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
     trainer.initFrom(FlexTok.load(file), file);
     log(`init: ${cfg.init.modules.join(' and ')} from ${file}${cfg.init.freeze_encoder ? ' (encoder frozen)' : ''}`);
   }
-  const sampleSet = cfg.data.source === 'fashion-mnist' ? await openDataset(cfg.data, 'test') : dataset;
+  const sampleSet = cfg.data.source === 'fashion-mnist' || cfg.data.source === FMNIST_SCENES ? await openDataset(cfg.data, 'test') : dataset;
   const sampleImages = sampleBatch(sampleSet, Math.min(cfg.run.sample_images, sampleSet.size));
 
   const rngs = { train: trainer.rng };

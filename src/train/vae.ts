@@ -16,7 +16,7 @@ import { BufferPool } from '../tensor/pool.js';
 import { noGrad, Tensor, withBufferPool } from '../tensor/tensor.js';
 import * as path from 'node:path';
 import type { VaeTrainConfig } from './config.js';
-import { openDataset, sampleBatch } from './data.js';
+import { FMNIST_SCENES, openDataset, sampleBatch } from './data.js';
 import { exportDiffusersVae } from './export.js';
 import { JsonlLog, resumeRun, runLoop, runPaths, sampleFile, saveCheckpoint, setupOptimization, startRunDir, STREAM_INIT, TrainProgress, withEmaWeights, writeSampleGrid } from './run.js';
 
@@ -153,7 +153,7 @@ export async function runVaeTraining(opts: VaeRunOptions): Promise<VaeTrainer> {
   if (!opts.resume) startRunDir(paths, cfg);
   const dataset = await openDataset(cfg.data, 'train');
   const trainer = new VaeTrainer(cfg, dataset);
-  const sampleSet = cfg.data.source === 'fashion-mnist' ? await openDataset(cfg.data, 'test') : dataset;
+  const sampleSet = cfg.data.source === 'fashion-mnist' || cfg.data.source === FMNIST_SCENES ? await openDataset(cfg.data, 'test') : dataset;
   const sampleImages = sampleBatch(sampleSet, Math.min(cfg.run.sample_images, sampleSet.size));
   const scaleImages = sampleBatch(dataset, Math.min(256, dataset.size));
   const rngs = { train: trainer.rng };
