@@ -148,3 +148,39 @@ describe('stage 2 through the CLI (tiny generator)', { timeout: 180_000 }, () =>
       '--reuse-recon', path.join(out, 'report.json'), '--out-dir', again]), /--reuse-recon .*differ/);
   });
 });
+
+describe('text-conditional generation through the CLI (tiny generator on captioned tokens)', { timeout: 180_000 }, () => {
+  let dir = '';
+  let model = '';
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-ar-text-'));
+    writeSyntheticTokens(path.join(dir, 'tokens'), 64, 16, 1, true);
+    const r = await flextok(['train-ar', '--config', 'configs/ar-text-test-tiny.json', '--tokens', path.join(dir, 'tokens'), '--out', path.join(dir, 'run')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /text encoder d16 × 1 over \d+ words/);
+    model = path.join(dir, 'run');
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('--prompts FILE with --out-dir writes <line index>_<sample index>.png and tokens.json; --prompt with --out a grid', async () => {
+    const file = path.join(dir, 'prompts.txt');
+    fs.writeFileSync(file, 'a bag in the top left\n\nan ankle boot in the bottom right\n');
+    const out = path.join(dir, 'text-samples');
+    const r = await flextok(['generate', '--model', model, '--prompts', file, '--n', '2', '--tokens', '4', '--steps', '1', '--out-dir', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(fs.readdirSync(out).sort(), ['0_0.png', '0_1.png', '2_0.png', '2_1.png', 'tokens.json']);
+    const g = await flextok(['generate', '--model', model, '--prompt', 'a coat in the top right', '--steps', '1', '--out', path.join(dir, 'text.png')]);
+    assert.equal(g.code, 0, g.stderr);
+    assert.ok(fs.existsSync(path.join(dir, 'text.png')));
+  });
+
+  it('an unknown word, --class on a text model and --prompt on a class model are clear errors', async () => {
+    assertCleanError(await flextok(['generate', '--model', model, '--prompt', 'a hat in the top left', '--steps', '1', '--out', path.join(dir, 'x.png')]),
+      /the word "hat" is not in the model's vocabulary/);
+    assertCleanError(await flextok(['generate', '--model', model, '--class', '1', '--steps', '1', '--out', path.join(dir, 'x.png')]), /text-conditional generator: give --prompt/);
+    assertCleanError(await flextok(['generate', '--prompt', 'a bag in the top left', '--steps', '1', '--out', path.join(dir, 'x.png')]), /class-conditional generator: give --class/);
+    const gen = Generator.load(model);
+    assert.ok(gen.isText);
+    assert.throws(() => gen.generateTokens([1], gen.settings()), /text-conditional generator: give prompts/);
+  });
+});

@@ -1,6 +1,7 @@
 // A trained generator ready to use: the FlexAR model, the tokenizer it was trained on (verified by the
-// sha256 of its weights), its stored sampling settings and class names; it turns class labels into token
-// ids and images, and hands out coarse-to-fine previews (prefixes 1, 2, 4, … decoded as soon as they exist).
+// sha256 of its weights), its stored sampling settings and class names; it turns class labels (or text prompts,
+// for a text-conditional model) into token ids and images, and hands out coarse-to-fine previews (prefixes 1, 2,
+// 4, … decoded as soon as they exist).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,6 +10,7 @@ import { sha256OfFile, tokenizerWeightsFile } from '../io/token_dataset.js';
 import { Tensor } from '../tensor/tensor.js';
 import { FlexAR } from './model.js';
 import { generate } from './sampling.js';
+import { encodePrompts } from './text.js';
 import { parseArSampling, type ArSamplingConfig } from './settings.js';
 
 /** Metadata keys of an exported generator (besides the model config FlexAR.save stores itself). */
@@ -37,6 +39,9 @@ export interface Preview {
   /** the k-token prefixes */
   tokens: Int32Array[];
 }
+
+/** What to generate, one sample per entry: class ids (class-conditional model) or prompts (text-conditional). */
+export type GenerationCondition = number[] | string[];
 
 /** The prefix lengths previews are decoded at: 1, 2, 4, … below n, and n itself. */
 export function previewLengths(n: number): number[] {
@@ -110,10 +115,22 @@ export class Generator {
     return { ...merged, num_tokens: n, seed, argmax: over.argmax ?? false };
   }
 
-  /** Token ids for each class of `classes` (one sample per entry); onToken sees every position as it is drawn. */
-  generateTokens(classes: number[], s: GenerationSettings, onToken?: (position: number, tokensSoFar: Int32Array[]) => void): Int32Array[] {
+  /** True for a text-conditional generator (it takes prompts, not classes). */
+  get isText(): boolean {
+    return this.model.config.text !== null;
+  }
+
+  /** Token ids for each class or prompt of `cond` (one sample per entry); onToken sees every position as it is drawn.
+   * A prompt with a word the model does not know is an error naming the word. */
+  generateTokens(cond: GenerationCondition, s: GenerationSettings, onToken?: (position: number, tokensSoFar: Int32Array[]) => void): Int32Array[] {
+    if (cond.length === 0) throw new Error('nothing to generate: give at least one class or prompt');
+    const text = this.model.config.text;
+    const isPrompts = typeof cond[0] === 'string';
+    if (text && !isPrompts) throw new Error(`${this.source} is a text-conditional generator: give prompts, not classes`);
+    if (!text && isPrompts) throw new Error(`${this.source} is a class-conditional generator: give classes, not prompts`);
+    const which = text ? { prompts: encodePrompts(cond as string[], text) } : { classes: cond as number[] };
     return generate(this.model, {
-      classes, numTokens: s.num_tokens, cfgScale: s.cfg_scale, schedule: s.cfg_schedule, power: s.cfg_power,
+      ...which, numTokens: s.num_tokens, cfgScale: s.cfg_scale, schedule: s.cfg_schedule, power: s.cfg_power,
       temperature: s.temperature, topK: s.top_k, topP: s.top_p, argmax: s.argmax, seed: s.seed, onToken,
     });
   }
@@ -130,10 +147,10 @@ export class Generator {
    * the later tokens are still being generated, and each preview is handed over as soon as it exists (the last one
    * is the final result).
    */
-  generateImages(classes: number[], s: GenerationSettings, onPreview?: (p: Preview) => void): { tokens: Int32Array[]; images: Tensor } {
+  generateImages(cond: GenerationCondition, s: GenerationSettings, onPreview?: (p: Preview) => void): { tokens: Int32Array[]; images: Tensor } {
     const ks = new Set(previewLengths(s.num_tokens));
     let last: Tensor | null = null;
-    const tokens = this.generateTokens(classes, s, onPreview ? (pos, soFar) => {
+    const tokens = this.generateTokens(cond, s, onPreview ? (pos, soFar) => {
       const k = pos + 1;
       if (!ks.has(k)) return;
       const prefixes = soFar.map((t) => Int32Array.from(t));

@@ -1,5 +1,6 @@
-// `flextok generate`: class labels → images with a trained generator (stage 2) and its tokenizer, as a grid,
-// as one PNG per sample with a tokens file, and optionally with coarse-to-fine previews written as they appear.
+// `flextok generate`: class labels or text prompts → images with a trained generator (stage 2) and its tokenizer,
+// as a grid, as one PNG per sample with a tokens file, and optionally with coarse-to-fine previews written as they
+// appear.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Generator, type GenerationSettings, type Preview } from '../ar/generator.js';
@@ -13,14 +14,16 @@ export const DEFAULT_GENERATOR = 'models/fmnist-ar';
 
 export const generateSpec: CommandSpec = {
   name: 'generate',
-  summary: 'Generate images of given classes with a trained autoregressive generator over FlexTok tokens (any number of tokens).',
-  usage: 'flextok generate [--model DIR] --class NAME|INDEX|all [--n N] [--tokens K] [--cfg S] [options] --out grid.png | --out-dir DIR',
+  summary: 'Generate images of given classes (or text prompts) with a trained autoregressive generator over FlexTok tokens (any number of tokens).',
+  usage: 'flextok generate [--model DIR] --class NAME|INDEX|all | --prompt TEXT | --prompts FILE [--n N] [--tokens K] [--cfg S] [options] --out grid.png | --out-dir DIR',
   positionals: [],
   options: [
     { name: 'model', kind: 'string', value: 'DIR', help: 'generator folder or its model.safetensors', defaultText: DEFAULT_GENERATOR },
     { name: 'tokenizer', kind: 'string', value: 'MODEL', help: 'the tokenizer the generator was trained on (checked by sha256)', defaultText: 'the one recorded in the generator' },
     { name: 'class', kind: 'string', value: 'C', help: "class name (e.g. sneaker, 'ankle boot'), index, a comma-separated list of them, or 'all'", defaultText: 'all' },
-    { name: 'n', kind: 'string', value: 'N', help: 'samples per class', defaultText: '1' },
+    { name: 'prompt', kind: 'string', value: 'TEXT', help: 'text-conditional generators: the prompt, e.g. "a bag in the top left and a coat in the bottom right" (every word must be in the model\'s vocabulary)' },
+    { name: 'prompts', kind: 'string', value: 'FILE', help: 'text-conditional generators: a file of prompts, one per line (blank lines are skipped; files are named by line index)' },
+    { name: 'n', kind: 'string', value: 'N', help: 'samples per class or prompt', defaultText: '1' },
     { name: 'tokens', kind: 'string', value: 'K', help: 'tokens to generate per sample, 1..R (fewer tokens: coarser images)', defaultText: 'R (all)' },
     { name: 'cfg', kind: 'string', value: 'S', help: 'classifier-free guidance scale on the logits (1 = none)', defaultText: "the generator's stored setting" },
     { name: 'cfg-schedule', kind: 'string', value: 'NAME', help: "constant, linear (1 → S over the tokens) or power-cosine (RAR)", defaultText: 'stored' },
@@ -32,8 +35,8 @@ export const generateSpec: CommandSpec = {
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the token draws and of the decoder noise (same seed, same images)', defaultText: '0' },
     { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder (1 = none)", defaultText: 'stored' },
-    { name: 'out', short: 'o', kind: 'string', value: 'FILE', help: 'grid PNG: one row per class, one column per sample' },
-    { name: 'out-dir', kind: 'string', value: 'DIR', help: 'one PNG per sample, <class index>_<sample index>.png at the tokenizer\'s native size, plus tokens.json (for flextok detokenize)' },
+    { name: 'out', short: 'o', kind: 'string', value: 'FILE', help: 'grid PNG: one row per class or prompt, one column per sample' },
+    { name: 'out-dir', kind: 'string', value: 'DIR', help: 'one PNG per sample, <class index>_<sample index>.png (prompts: <line index>_<sample index>.png) at the tokenizer\'s native size, plus tokens.json (for flextok detokenize)' },
     { name: 'progressive', kind: 'boolean', help: 'also decode the prefixes 1, 2, 4, … while generating and write each preview as soon as it is ready, plus a strip of all previews per sample' },
   ],
   notes: [
@@ -77,22 +80,18 @@ export async function runGenerate(args: ParsedArgs, log: (line: string) => void)
   } catch (e) {
     throw new UsageError((e as Error).message, args.command);
   }
-  const classSpec = args.str('class') ?? 'all';
-  let classIds: number[];
-  try {
-    classIds = classSpec.trim().toLowerCase() === 'all' ? gen.classNames.map((_, i) => i) : classSpec.split(',').map((c) => gen.classIndex(c));
-  } catch (e) {
-    throw new UsageError((e as Error).message, args.command);
-  }
+  const rowsOf = conditionRows(args, gen);
   const cfgM = gen.model.config;
-  log(`loaded ${gen.source} in ${((Date.now() - started) / 1000).toFixed(1)} s: FlexAR d${cfgM.dim}×${cfgM.depth} (${cfgM.head} head), ` +
-    `tokenizer ${gen.tokenizer.source}; ${classIds.length} class${classIds.length > 1 ? 'es' : ''} × ${n} sample${n > 1 ? 's' : ''}, ` +
+  const what = `${rowsOf.labels.length} ${rowsOf.prompts ? 'prompt' : 'class'}${rowsOf.labels.length > 1 ? (rowsOf.prompts ? 's' : 'es') : ''}`;
+  log(`loaded ${gen.source} in ${((Date.now() - started) / 1000).toFixed(1)} s: FlexAR d${cfgM.dim}×${cfgM.depth} (${cfgM.head} head${cfgM.text ? ', text-conditional' : ''}), ` +
+    `tokenizer ${gen.tokenizer.source}; ${what} × ${n} sample${n > 1 ? 's' : ''}, ` +
     `${settings.num_tokens} tokens, cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, ` +
     `top-k ${settings.top_k}, top-p ${settings.top_p}${settings.argmax ? ', argmax' : ''}, seed ${settings.seed}`);
 
-  const classes = classIds.flatMap((c) => new Array<number>(n).fill(c));
-  const names = classes.map((c, i) => `${c}_${i % n}`);
-  const rowNames = classIds.map((c) => gen.classNames[c]!);
+  const rowCount = rowsOf.labels.length;
+  const cond = rowsOf.prompts ? rowsOf.prompts.flatMap((p) => new Array<string>(n).fill(p)) : rowsOf.classIds!.flatMap((c) => new Array<number>(n).fill(c));
+  const names = cond.map((_, i) => `${rowsOf.fileIds[Math.floor(i / n)]}_${i % n}`);
+  const rowNames = rowsOf.labels;
   const progressive = args.flag('progressive');
   const previews: Preview[] = [];
   const t0 = Date.now();
@@ -100,35 +99,83 @@ export async function runGenerate(args: ParsedArgs, log: (line: string) => void)
     previews.push(p);
     log(`preview k = ${p.k} after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${writePreview(p, out, outDir, names, rowNames, n)}`);
   } : undefined;
-  const { tokens, images } = gen.generateImages(classes, settings, onPreview);
-  log(`generated ${classes.length} sample${classes.length > 1 ? 's' : ''} of ${settings.num_tokens} tokens and decoded them in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const rows = Array.from({ length: classIds.length }, (_, r) => Array.from({ length: n }, (_, s) => one(images, r * n + s)));
+  let result: { tokens: Int32Array[]; images: Tensor };
+  try {
+    result = gen.generateImages(cond, settings, onPreview);
+  } catch (e) {
+    if (/not in the model's vocabulary|words; the model reads/.test((e as Error).message)) throw new UsageError((e as Error).message, args.command);
+    throw e;
+  }
+  const { tokens, images } = result;
+  log(`generated ${cond.length} sample${cond.length > 1 ? 's' : ''} of ${settings.num_tokens} tokens and decoded them in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const rows = Array.from({ length: rowCount }, (_, r) => Array.from({ length: n }, (_, s) => one(images, r * n + s)));
   if (out) {
     await saveGrid(rows, out, { rowLabels: rowNames, colLabels: Array.from({ length: n }, (_, s) => `sample ${s}`) });
-    log(`wrote ${out} (rows: ${classIds.map((c) => gen.classNames[c]).join(', ')}; ${n} sample${n > 1 ? 's' : ''} per row)`);
+    log(`wrote ${out} (rows: ${rowsOf.prompts ? rowsOf.prompts.map((p) => `"${p}"`).join(', ') : rowNames.join(', ')}; ${n} sample${n > 1 ? 's' : ''} per row)`);
   }
   if (outDir) {
     fs.mkdirSync(outDir, { recursive: true });
-    for (let i = 0; i < classes.length; i++) await saveImage(one(images, i), path.join(outDir, `${names[i]}.png`));
+    for (let i = 0; i < cond.length; i++) await saveImage(one(images, i), path.join(outDir, `${names[i]}.png`));
     const tokFile = path.join(outDir, 'tokens.json');
     writeTokensFile(tokFile, {
       format: TOKENS_FORMAT, model: gen.tokenizer.source, codebook_size: gen.tokenizer.codebookSize, num_tokens: gen.tokenizer.numTokens,
       images: tokens.map((t, i) => ({ file: `${names[i]}.png`, size: [...gen.tokenizer.imageSize] as [number, number], tokens: Array.from(t) })),
     });
-    log(`wrote ${classes.length} PNG${classes.length > 1 ? 's' : ''} (${gen.tokenizer.imageSize.join('×')} px) and ${tokFile} to ${outDir}`);
+    log(`wrote ${cond.length} PNG${cond.length > 1 ? 's' : ''} (${gen.tokenizer.imageSize.join('×')} px) and ${tokFile} to ${outDir}`);
   }
   if (progressive && previews.length) {
-    const strips = classes.map((_, i) => previews.map((p) => one(p.images, i)));
+    const strips = cond.map((_, i) => previews.map((p) => one(p.images, i)));
     if (out) {
       const file = withSuffix(out, '_strips');
-      await saveGrid(strips, file, { rowLabels: classes.map((c, i) => `${gen.classNames[c]} #${i % n}`), colLabels: previews.map((p) => `k=${p.k}`) });
+      await saveGrid(strips, file, { rowLabels: cond.map((_, i) => `${rowNames[Math.floor(i / n)]} #${i % n}`), colLabels: previews.map((p) => `k=${p.k}`) });
       log(`wrote ${file} (one row per sample, columns k = ${previews.map((p) => p.k).join(', ')})`);
     }
     if (outDir) {
-      for (let i = 0; i < classes.length; i++) await saveGrid([strips[i]], path.join(outDir, `${names[i]}_strip.png`));
-      log(`wrote ${classes.length} strip${classes.length > 1 ? 's' : ''} <c>_<s>_strip.png (k = ${previews.map((p) => p.k).join(', ')}) to ${outDir}`);
+      for (let i = 0; i < cond.length; i++) await saveGrid([strips[i]], path.join(outDir, `${names[i]}_strip.png`));
+      log(`wrote ${cond.length} strip${cond.length > 1 ? 's' : ''} <c>_<s>_strip.png (k = ${previews.map((p) => p.k).join(', ')}) to ${outDir}`);
     }
   }
+}
+
+/** The rows to generate: classes (--class) or prompts (--prompt / --prompts), their grid labels and file ids. */
+function conditionRows(args: ParsedArgs, gen: Generator): { classIds: number[] | null; prompts: string[] | null; labels: string[]; fileIds: number[] } {
+  const prompt = args.str('prompt');
+  const promptsFile = args.str('prompts');
+  const classSpec = args.str('class');
+  if (prompt !== undefined && promptsFile !== undefined) throw new UsageError('give --prompt or --prompts, not both', args.command);
+  if (gen.isText) {
+    if (classSpec !== undefined) throw new UsageError(`${gen.source} is a text-conditional generator: give --prompt "…" or --prompts FILE instead of --class`, args.command);
+    let prompts: string[];
+    let fileIds: number[];
+    if (promptsFile !== undefined) {
+      let text: string;
+      try {
+        text = fs.readFileSync(promptsFile, 'utf8');
+      } catch (e) {
+        throw new UsageError(`--prompts ${promptsFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, args.command);
+      }
+      const lines = text.split(/\r?\n/);
+      fileIds = lines.map((l, i) => (l.trim() === '' ? -1 : i)).filter((i) => i >= 0);
+      prompts = fileIds.map((i) => lines[i]!.trim());
+      if (prompts.length === 0) throw new UsageError(`--prompts ${promptsFile} holds no prompt (one per line)`, args.command);
+    } else if (prompt !== undefined) {
+      if (prompt.trim() === '') throw new UsageError('--prompt is empty (the empty prompt is the unconditional one; give a description)', args.command);
+      prompts = [prompt.trim()];
+      fileIds = [0];
+    } else {
+      throw new UsageError(`${gen.source} is a text-conditional generator: give --prompt "…" or --prompts FILE`, args.command);
+    }
+    return { classIds: null, prompts, labels: prompts.map((p) => (p.length > 60 ? `${p.slice(0, 57)}...` : p)), fileIds };
+  }
+  if (prompt !== undefined || promptsFile !== undefined) throw new UsageError(`${gen.source} is a class-conditional generator: give --class, not --prompt/--prompts`, args.command);
+  let classIds: number[];
+  try {
+    const spec = classSpec ?? 'all';
+    classIds = spec.trim().toLowerCase() === 'all' ? gen.classNames.map((_, i) => i) : spec.split(',').map((c) => gen.classIndex(c));
+  } catch (e) {
+    throw new UsageError((e as Error).message, args.command);
+  }
+  return { classIds, prompts: null, labels: classIds.map((c) => gen.classNames[c]!), fileIds: classIds };
 }
 
 function one(images: Tensor, i: number): Tensor {

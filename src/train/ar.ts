@@ -1,5 +1,5 @@
 // Stage-2 training: a FlexAR generator learns next-token prediction over the token ids of a whole image
-// split (written once by `flextok tokenize-dataset`), class-conditioned with condition dropout, on the
+// split (written once by `flextok tokenize-dataset`), class- or caption-conditioned with condition dropout, on the
 // same optimiser, checkpoint, log and resume machinery as the tokenizer trainer. Every checkpoint also
 // exports the EMA generator (`model.safetensors`), which records the tokenizer it was trained on (path and
 // sha256 of its weights) and the sampling settings `flextok generate` uses by default.
@@ -9,6 +9,7 @@ import { FlexAR } from '../ar/model.js';
 import type { ArModelConfig } from '../ar/config.js';
 import { AR_META } from '../ar/generator.js';
 import { generate } from '../ar/sampling.js';
+import { buildVocab, encodePrompts, promptWords } from '../ar/text.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import type { ImageDataset } from '../io/datasets.js';
 import { checkTokenizerMatch, readTokenDataset, sha256OfFile, tokenizerWeightsFile, type TokenDataset } from '../io/token_dataset.js';
@@ -25,8 +26,9 @@ import {
 } from './run.js';
 
 /** Token rows seen through the ImageDataset interface (each row a [1, 1, R] "image" of float ids, exact below 2^24)
- * so that BatchLoader's seeded, resumable shuffling serves them as it serves images. */
-function tokenRowsDataset(ds: TokenDataset): ImageDataset {
+ * so that BatchLoader's seeded, resumable shuffling serves them as it serves images. The label is the row's class, or
+ * with `rowIndex` the row's index (a text model looks its caption up). */
+function tokenRowsDataset(ds: TokenDataset, rowIndex = false): ImageDataset {
   const r = ds.numTokens;
   return {
     name: ds.file,
@@ -37,7 +39,7 @@ function tokenRowsDataset(ds: TokenDataset): ImageDataset {
     numClasses: ds.classNames.length,
     classNames: ds.classNames,
     get(i: number) {
-      return { image: Float32Array.from(ds.tokens.subarray(i * r, (i + 1) * r)), label: ds.labels[i] };
+      return { image: Float32Array.from(ds.tokens.subarray(i * r, (i + 1) * r)), label: rowIndex ? i : ds.labels[i] };
     },
   };
 }
@@ -45,10 +47,17 @@ function tokenRowsDataset(ds: TokenDataset): ImageDataset {
 /** The generator's model config for a token dataset (codebook, FSQ levels, R and classes come from the data). */
 export function arModelConfigFor(cfg: ArTrainConfig, ds: TokenDataset, fsqLevels: number[]): ArModelConfig {
   const m = cfg.model;
+  let text: ArModelConfig['text'] = null;
+  if (m.text) {
+    if (!ds.captions) throw new Error(`${ds.file} has no captions, but model.text asks for a text-conditional model (make the tokens of a captioned source, e.g. --data fmnist-scenes)`);
+    const longest = ds.captions.reduce((n, c) => Math.max(n, promptWords(c).length), 0);
+    if (longest > m.text.max_len) throw new Error(`model.text.max_len is ${m.text.max_len} but a caption of ${ds.file} has ${longest} words`);
+    text = { vocab: buildVocab(ds.captions), dim: m.text.dim, max_len: m.text.max_len, depth: m.text.depth, head_dim: m.text.head_dim };
+  }
   return {
-    vocab_size: ds.codebookSize, fsq_levels: fsqLevels, num_tokens: ds.numTokens, num_classes: ds.classNames.length,
+    vocab_size: ds.codebookSize, fsq_levels: fsqLevels, num_tokens: ds.numTokens, num_classes: text ? 0 : ds.classNames.length,
     dim: m.dim, depth: m.depth, head_dim: m.head_dim, mlp_ratio: m.mlp_ratio, qk_norm: m.qk_norm, head: m.head,
-    norm_eps: 1e-6, digit_hidden: m.digit_hidden ?? m.dim, text: null,
+    norm_eps: 1e-6, digit_hidden: m.digit_hidden ?? m.dim, text,
   };
 }
 
@@ -77,8 +86,8 @@ export class ArTrainer {
     this.model = FlexAR.init(modelConfig, new Rng(mixSeed(cfg.seed, STREAM_INIT)));
     this.named = this.model.namedParameters();
     // Decoupled weight decay on the matrices of the linear layers only (not embeddings, positions, SOS or norm gains).
-    const isEmbedding = (name: string) => /(^|\.)(sos|classEmb|posEmb|tokEmb|digitEmb|prev)(\.|$)/.test(name);
-    const opt = setupOptimization(this.named, (n, t) => t.ndim >= 2 && !isEmbedding(n), cfg.optim, cfg.seed, tokenRowsDataset(train), false);
+    const isEmbedding = (name: string) => /(^|\.)(sos|classEmb|posEmb|tokEmb|digitEmb|prev|wordEmb)(\.|$)/.test(name);
+    const opt = setupOptimization(this.named, (n, t) => t.ndim >= 2 && !isEmbedding(n), cfg.optim, cfg.seed, tokenRowsDataset(train, modelConfig.text !== null), false);
     ({ params: this.params, paramNames: this.paramNames, optimizer: this.optimizer, ema: this.ema, rng: this.rng, loader: this.loader } = opt);
   }
 
@@ -98,9 +107,17 @@ export class ArTrainer {
       const batch = this.loader.next();
       const b = batch.labels.length;
       const tokens = Int32Array.from(batch.images.f);
-      const classes = Int32Array.from(batch.labels);
-      for (let i = 0; i < b; i++) if (this.rng.uniform() < this.cfg.class_dropout) classes[i] = -1;
-      const l = this.model.loss(tokens, classes);
+      const text = this.model.config.text;
+      let l: Tensor;
+      if (text) {
+        // labels are row indices here; a dropped caption becomes the empty prompt
+        const prompts = Array.from(batch.labels, (row) => (this.rng.uniform() < this.cfg.class_dropout ? '' : this.train.captions![row]));
+        l = this.model.loss(tokens, encodePrompts(prompts, text));
+      } else {
+        const classes = Int32Array.from(batch.labels);
+        for (let i = 0; i < b; i++) if (this.rng.uniform() < this.cfg.class_dropout) classes[i] = -1;
+        l = this.model.loss(tokens, classes);
+      }
       const value = l.item();
       if (!Number.isFinite(value)) throw new Error(`training diverged at step ${this.step + 1}: loss is ${value}`);
       (o.grad_accum === 1 ? l : mul(l, 1 / o.grad_accum)).backward();
@@ -123,7 +140,8 @@ export class ArTrainer {
   }
 }
 
-/** Mean next-token cross-entropy (nats per token) of the first n sequences of `ds`, with their true classes. */
+/** Mean next-token cross-entropy (nats per token) of the first n sequences of `ds`, with their true classes (or
+ * captions, for a text model). */
 export function validationLoss(model: FlexAR, ds: TokenDataset, n: number, batch = 256): number {
   const r = ds.numTokens;
   const count = Math.min(n, ds.count);
@@ -131,7 +149,8 @@ export function validationLoss(model: FlexAR, ds: TokenDataset, n: number, batch
   noGrad(() => {
     for (let s = 0; s < count; s += batch) {
       const e = Math.min(count, s + batch);
-      const l = model.loss(ds.tokens.slice(s * r, e * r), ds.labels.slice(s, e));
+      const cond = model.config.text ? encodePrompts(ds.captions!.slice(s, e), model.config.text) : ds.labels.slice(s, e);
+      const l = model.loss(ds.tokens.slice(s * r, e * r), cond);
       total += l.item() * (e - s);
     }
   });
@@ -163,6 +182,7 @@ export async function runArTraining(opts: ArRunOptions): Promise<ArTrainer> {
   if (val) {
     checkTokenizerMatch(val, weightsFile, tokenizerSha);
     if (val.numTokens !== train.numTokens || val.codebookSize !== train.codebookSize) throw new Error(`${val.file} and ${train.file} have different token counts or codebooks`);
+    if (cfg.model.text && !val.captions) throw new Error(`${val.file} has no captions; a text-conditional model validates on captioned tokens`);
   }
   const tokenizer = FlexTok.load(cfg.tokenizer);
   const modelConfig = arModelConfigFor(cfg, train, tokenizerLevels(tokenizer));
@@ -181,7 +201,8 @@ export async function runArTraining(opts: ArRunOptions): Promise<ArTrainer> {
   const o = cfg.optim;
   const total = o.total_steps;
   const perStep = o.batch_size * o.grad_accum;
-  log(`train-ar: ${(trainer.parameterCount / 1e6).toFixed(2)}M parameters (${modelConfig.head} head, d${modelConfig.dim} × ${modelConfig.depth}), ` +
+  const textInfo = modelConfig.text ? `, text encoder d${modelConfig.text.dim} × ${modelConfig.text.depth} over ${modelConfig.text.vocab!.length} words` : '';
+  log(`train-ar: ${(trainer.parameterCount / 1e6).toFixed(2)}M parameters (${modelConfig.head} head, d${modelConfig.dim} × ${modelConfig.depth}${textInfo}), ` +
     `${train.count} sequences of ${train.numTokens} tokens (${train.file}), ${perStep} sequences/step, ${total} steps`);
   const progress = new TrainProgress('train-ar', total);
   const exportFile = path.join(paths.dir, 'model.safetensors');
@@ -229,26 +250,52 @@ export async function runArTraining(opts: ArRunOptions): Promise<ArTrainer> {
     },
     samples: async (step) => {
       const file = sampleFile(paths, step);
-      const rows = trainer.withEmaWeights(() => sampleRows(trainer.model, tokenizer, cfg, ks));
+      const prompts = modelConfig.text ? sampleCaptions(val ?? train, SAMPLE_PROMPTS) : null;
+      const rows = trainer.withEmaWeights(() => sampleRows(trainer.model, tokenizer, cfg, ks, prompts));
       const perClass = cfg.run.samples_per_class;
       const rowLabels = rows.map((_, i) => {
+        if (prompts) return `${i}: ${prompts[Math.floor(i / perClass)]!.length > 60 ? `${prompts[Math.floor(i / perClass)]!.slice(0, 57)}...` : prompts[Math.floor(i / perClass)]}`;
         const name = train.classNames[Math.floor(i / perClass)] ?? String(Math.floor(i / perClass));
         return perClass > 1 ? `${name} #${i % perClass}` : name;
       });
       await writeSampleGrid(file, rows, { rows: rowLabels, cols: ks.map((k) => `k=${k}`), title: `step ${step}` });
-      progress.message(`samples at step ${step}: ${file} (one row per class and sample; columns k = ${ks.join(', ')})`);
+      progress.message(`samples at step ${step}: ${file} (one row per ${prompts ? 'prompt' : 'class'} and sample; columns k = ${ks.join(', ')})`);
+      if (prompts) prompts.forEach((p, i) => progress.message(`  prompt ${i}: ${p}`));
     },
   });
   return trainer;
 }
 
-/** One generated sample per class (and per samples_per_class), each decoded at every k: rows of [|ks|, C, H, W]. */
-function sampleRows(model: FlexAR, tokenizer: FlexTok, cfg: ArTrainConfig, ks: number[]): Tensor[] {
+/** Prompts of a sample grid: one caption of each item count 1..4 in turn, from the first rows of a captioned split. */
+const SAMPLE_PROMPTS = 8;
+
+function sampleCaptions(ds: TokenDataset, n: number): string[] {
+  const caps = ds.captions!;
+  const byCount = new Map<number, string[]>();
+  for (let i = 0; i < caps.length && i < 10 * n; i++) {
+    const items = caps[i]!.split(/, | and /).length;
+    if (!byCount.has(items)) byCount.set(items, []);
+    byCount.get(items)!.push(caps[i]!);
+  }
+  const counts = [...byCount.keys()].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let round = 0; out.length < n && round < n; round++) {
+    for (const c of counts) if (out.length < n && byCount.get(c)![round] !== undefined) out.push(byCount.get(c)![round]!);
+  }
+  return out;
+}
+
+/** One generated sample per class or prompt (and per samples_per_class), each decoded at every k: rows of
+ * [|ks|, C, H, W]. */
+function sampleRows(model: FlexAR, tokenizer: FlexTok, cfg: ArTrainConfig, ks: number[], prompts: string[] | null): Tensor[] {
+  const per = cfg.run.samples_per_class;
   const classes: number[] = [];
-  for (let c = 0; c < model.config.num_classes; c++) for (let s = 0; s < cfg.run.samples_per_class; s++) classes.push(c);
+  const promptList: string[] = [];
+  if (prompts) for (const p of prompts) for (let s = 0; s < per; s++) promptList.push(p);
+  else for (let c = 0; c < model.config.num_classes; c++) for (let s = 0; s < per; s++) classes.push(c);
   const sp = cfg.sampling;
   const tokens = generate(model, {
-    classes, cfgScale: sp.cfg_scale, schedule: sp.cfg_schedule, power: sp.cfg_power,
+    ...(prompts ? { prompts: encodePrompts(promptList, model.config.text!) } : { classes }), cfgScale: sp.cfg_scale, schedule: sp.cfg_schedule, power: sp.cfg_power,
     temperature: sp.temperature, topK: sp.top_k, topP: sp.top_p, seed: cfg.seed,
   });
   const seqs = tokens.map((t) => Array.from(t));

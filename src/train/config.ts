@@ -178,6 +178,9 @@ export interface ArTrainModelConfig {
   qk_norm: boolean;
   /** digits head: hidden width of each per-digit MLP (null = dim) */
   digit_hidden: number | null;
+  /** text conditioning on the token dataset's captions with the model's own word encoder (its vocabulary is
+   * built from the training captions); null = class-conditional */
+  text: { dim: number; depth: number; head_dim: number; max_len: number } | null;
 }
 
 export interface ArRunConfig {
@@ -201,7 +204,7 @@ export interface ArTrainConfig {
   /** the tokenizer the tokens came from (checked by sha256; decodes the sample grids) */
   tokenizer: string;
   model: ArTrainModelConfig;
-  /** probability that a sequence's class is replaced by the null class (for CFG) */
+  /** probability that a sequence's condition is replaced by the null one (class −1 / the empty prompt; for CFG) */
   class_dropout: number;
   optim: OptimConfig;
   run: ArRunConfig;
@@ -548,7 +551,20 @@ export function parseArTrainConfig(json: Json, source = 'config'): ArTrainConfig
       head: ms.oneOf('head', 'digits', ['flat', 'digits'] as const),
       qk_norm: ms.bool('qk_norm', true),
       digit_hidden: ms.optInt('digit_hidden', null),
+      text: null,
     };
+    const textRaw = ms.raw('text');
+    if (textRaw !== undefined && textRaw !== null) {
+      const t = ms.section('text');
+      model.text = {
+        dim: t.num('dim', 128, { int: true, min: 8 }),
+        depth: t.num('depth', 2, { int: true, min: 0 }),
+        head_dim: t.num('head_dim', 32, { int: true, min: 1 }),
+        max_len: t.num('max_len', 40, { int: true, min: 1 }),
+      };
+      if (model.text.dim % model.text.head_dim !== 0) throw new ConfigError(`model.text.dim ${model.text.dim} is not a multiple of model.text.head_dim ${model.text.head_dim}`);
+      t.done();
+    }
     if (model.dim % model.head_dim !== 0) throw new ConfigError(`model.dim ${model.dim} is not a multiple of head_dim ${model.head_dim}`);
     ms.done();
     const rs = s.section('run');
