@@ -1,6 +1,7 @@
 // `flextok eval-generation`: scores a class-conditional generator on Fashion-MNIST at every token count k
 // (class accuracy, Fréchet distance with its real-data floor, diversity, and the tokenizer's reconstructions
-// at the same k) and writes a table, a JSON report and a chart.
+// at the same k), or a text-conditional one on Fashion-MNIST scenes (exact match and per-cell accuracy by the
+// prompt's item count n), and writes a table, a JSON report and a chart.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Generator, type GenerationSettings } from '../ar/generator.js';
@@ -14,6 +15,8 @@ import type { ImageDataset } from '../io/datasets.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { DEFAULT_GENERATOR, optNum } from './generate.js';
 import { ProgressBar } from './progress.js';
+import { evaluateSceneGeneration, sceneTable, type SceneEvalReport, type ScenePrompt } from '../eval/scenes.js';
+import { loadFashionScenes, sceneLayout } from '../io/scenes.js';
 
 const CLASSIFIERS = [
   { name: 'classifier', file: 'models/fmnist-classifier/classifier.safetensors' },
@@ -22,15 +25,17 @@ const CLASSIFIERS = [
 
 export const evalGenerationSpec: CommandSpec = {
   name: 'eval-generation',
-  summary: 'Score a class-conditional generator per token count k: class accuracy, Fréchet distance (with the real-data floor), diversity, and the tokenizer\'s own reconstructions.',
-  usage: 'flextok eval-generation [--model DIR] [--per-class N] [--ks 1,2,4,…] [sampling options] --out-dir DIR',
+  summary: 'Score a generator per token count k: class-conditional — class accuracy, Fréchet distance (with the real-data floor), diversity; text-conditional (scenes) — exact match and per-cell accuracy by prompt complexity; both next to the tokenizer\'s own reconstructions.',
+  usage: 'flextok eval-generation [--model DIR] [--per-class N | --per-n N] [--ks 1,2,4,…] [sampling options] --out-dir DIR',
   positionals: [],
   options: [
     { name: 'model', kind: 'string', value: 'DIR', help: 'generator folder or its model.safetensors', defaultText: DEFAULT_GENERATOR },
     { name: 'tokenizer', kind: 'string', value: 'MODEL', help: 'the tokenizer the generator was trained on', defaultText: 'the one recorded in the generator' },
     { name: 'per-class', kind: 'string', value: 'N', help: 'generated samples per class', defaultText: '100' },
+    { name: 'per-n', kind: 'string', value: 'N', help: 'text-conditional (scenes): prompts per item count n = 1..4, the captions of the first test scenes with that n (one sample each)', defaultText: '100' },
+    { name: 'first-scene', kind: 'string', value: 'I', help: 'text-conditional: take the prompts from test scene I on (choose settings on other prompts than the ones you report)', defaultText: '0' },
     { name: 'ks', kind: 'string', value: 'LIST', help: 'token counts to score, comma-separated', defaultText: '1, 2, 4, …, R' },
-    { name: 'recon', kind: 'string', value: 'N', help: 'test images the tokenizer reconstructs at each k (the first N)', defaultText: 'as many as generated samples' },
+    { name: 'recon', kind: 'string', value: 'N', help: 'test images (scenes) the tokenizer reconstructs at each k (the first N; 0 = none for scenes)', defaultText: 'as many as generated samples (scenes: 1000)' },
     { name: 'cfg', kind: 'string', value: 'S', help: 'guidance scale on the logits', defaultText: 'stored with the generator' },
     { name: 'cfg-schedule', kind: 'string', value: 'NAME', help: 'constant, linear or power-cosine', defaultText: 'stored' },
     { name: 'temperature', kind: 'string', value: 'T', help: 'sampling temperature', defaultText: 'stored' },
@@ -63,8 +68,10 @@ function subset(ds: ImageDataset, indices: number[]): LabelledImages {
 export async function runEvalGeneration(args: ParsedArgs, log: (line: string) => void): Promise<void> {
   if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`, args.command);
   const outDir = args.requireStr('out-dir');
-  const perClass = args.num('per-class', 100, { integer: true, min: 1 });
   const gen = Generator.load(args.str('model') ?? DEFAULT_GENERATOR, { tokenizer: args.str('tokenizer') });
+  if (gen.isText && args.has('per-class')) throw new UsageError('--per-class is for class-conditional generators; a text-conditional one takes --per-n', args.command);
+  if (!gen.isText && (args.has('per-n') || args.has('first-scene'))) throw new UsageError('--per-n and --first-scene are for text-conditional (scenes) generators', args.command);
+  const perClass = args.num('per-class', 100, { integer: true, min: 1 });
   const r = gen.model.config.num_tokens;
   let ks: number[] | undefined;
   if (args.has('ks')) {
@@ -84,6 +91,10 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
     settings = gen.settings(over);
   } catch (e) {
     throw new UsageError((e as Error).message, args.command);
+  }
+  if (gen.isText) {
+    await evalScenes(args, gen, settings, ks, outDir, log);
+    return;
   }
   const n = perClass * gen.model.config.num_classes;
   const recon = args.num('recon', n, { integer: true, min: 1 });
@@ -172,6 +183,91 @@ export function generationChart(rep: GenerationReport, source: string): Paramete
         series: [
           { name: 'generated', xs, ys: rep.rows.map((r) => r.diversity) },
           { name: 'real', xs, ys: flat(1), dashed: true },
+        ],
+      },
+    ],
+  };
+}
+
+/** Text-conditional generators on Fashion-MNIST scenes: prompts from the test scenes, per n; reconstructions. */
+async function evalScenes(args: ParsedArgs, gen: Generator, settings: GenerationSettings, ks: number[] | undefined, outDir: string, log: (line: string) => void): Promise<void> {
+  const perN = args.num('per-n', 100, { integer: true, min: 1 });
+  const first = args.num('first-scene', 0, { integer: true, min: 0 });
+  const recon = args.num('recon', 1000, { integer: true, min: 0 });
+  const test = loadFashionScenes('test');
+  const prompts: ScenePrompt[][] = [[], [], [], []];
+  for (let i = first; i < test.size && prompts.some((p) => p.length < perN); i++) {
+    const items = test.items(i);
+    const bucket = prompts[items.length - 1]!;
+    if (bucket.length < perN) bucket.push({ caption: test.caption(i), layout: sceneLayout(items) });
+  }
+  if (prompts.some((p) => p.length < perN)) throw new UsageError(`--first-scene ${first}: fewer than ${perN} test scenes of some item count remain after it`, args.command);
+  const flat = prompts.flat();
+  const r = gen.model.config.num_tokens;
+  let reconSet: { images: Tensor; layouts: Int32Array } | null = null;
+  if (recon > 0) {
+    const count = Math.min(recon, test.size);
+    const per = test.height * test.width;
+    const data = new Float32Array(count * per);
+    const layouts = new Int32Array(count * 4);
+    for (let i = 0; i < count; i++) {
+      data.set(test.get(i).image, i * per);
+      layouts.set(sceneLayout(test.items(i)), i * 4);
+    }
+    reconSet = { images: new Tensor(data, [count, 1, test.height, test.width]), layouts };
+  }
+  const classifier = FmnistClassifier.load(CLASSIFIERS[0]!.file);
+  log(`eval-generation: ${gen.source}, ${flat.length} prompts (${perN} per item count n = 1..4, test scenes from ${first}), 1 sample each, ` +
+    `k = ${(ks ?? []).join(', ') || `1, 2, 4, …, ${r}`}; cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, ` +
+    `decoder ${settings.decoder_steps} steps, guidance ${settings.decoder_guidance}; ${reconSet ? reconSet.images.shape[0] : 0} reconstructions of test scenes`);
+  let bar: ProgressBar | null = null;
+  let barLabel = '';
+  const report = evaluateSceneGeneration(gen, {
+    prompts: flat, ks, settings, classifier, recon: reconSet,
+    onProgress: (what, done, total) => {
+      if (what !== barLabel) {
+        bar?.done();
+        bar = new ProgressBar(what, total);
+        barLabel = what;
+      }
+      bar!.update(done, total);
+    },
+  });
+  (bar as ProgressBar | null)?.done();
+  fs.mkdirSync(outDir, { recursive: true });
+  const table = sceneTable(report);
+  fs.writeFileSync(path.join(outDir, 'report.md'), `${table}\n`);
+  fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify({ model: gen.source, firstScene: first, ...report }, null, 2)}\n`);
+  await writeLineChart(path.join(outDir, 'chart.png'), sceneChart(report, gen.source));
+  process.stdout.write(`${table}\n`);
+  log(`wrote ${path.join(outDir, 'report.md')}, report.json and chart.png`);
+}
+
+/** Exact match against k, one line per item count n (and the reconstructions), and per-cell accuracy likewise. */
+export function sceneChart(rep: SceneEvalReport, source: string): Parameters<typeof writeLineChart>[1] {
+  const xs = rep.rows.map((r) => r.k);
+  const perN = (pick: (row: SceneEvalReport['rows'][number]) => number[] | undefined, label: string, dashed = false) =>
+    [1, 2, 3, 4].map((n) => ({ name: `${label} n = ${n}`, xs, ys: rep.rows.map((r) => 100 * (pick(r)?.[n - 1] ?? NaN)), dashed }));
+  const hasRecon = rep.rows[0]?.reconstructed !== null;
+  return {
+    title: `Scenes: prompt complexity n vs token count k (${path.basename(path.dirname(source))}, ${rep.samples} prompts, cfg ${rep.settings.cfg_scale})`,
+    xLabel: 'tokens k',
+    xScale: 'log2',
+    width: 1300,
+    height: 540,
+    panels: [
+      {
+        title: 'exact match (every cell right)', yLabel: 'exact match (%)', yMin: 0, yMax: 100,
+        series: [
+          ...perN((r) => r.generated.exactByN, 'generated'),
+          ...(hasRecon ? [{ name: 'reconstructions (all)', xs, ys: rep.rows.map((r) => 100 * r.reconstructed!.exact), dashed: true }] : []),
+        ],
+      },
+      {
+        title: 'per-cell accuracy', yLabel: 'cells right (%)', yMin: 0, yMax: 100,
+        series: [
+          ...perN((r) => r.generated.cellByN, 'generated'),
+          ...(hasRecon ? [{ name: 'reconstructions (all)', xs, ys: rep.rows.map((r) => 100 * r.reconstructed!.cell), dashed: true }] : []),
         ],
       },
     ],

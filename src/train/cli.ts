@@ -120,7 +120,7 @@ export async function runTrainVae(args: ParsedArgs): Promise<void> {
 
 export const trainArSpec: CommandSpec = {
   name: 'train-ar',
-  summary: 'Train a class-conditional autoregressive generator (FlexAR) over the token ids of a tokenize-dataset folder.',
+  summary: 'Train a class- or text-conditional autoregressive generator (FlexAR) over the token ids of a tokenize-dataset folder.',
   usage: 'flextok train-ar --config FILE --tokens DIR --out DIR [--tokenizer MODEL] [--steps N] [--seed N] [--resume]',
   positionals: [],
   options: [
@@ -133,7 +133,7 @@ export const trainArSpec: CommandSpec = {
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of every random draw (overrides seed; not allowed to change on --resume)' },
   ],
   notes: [
-    ['Config sections: seed; tokens {train, val}; tokenizer; model {dim, depth, head_dim, mlp_ratio, head flat|digits, qk_norm, digit_hidden};',
+    ['Config sections: seed; tokens {train, val}; tokenizer; model {dim, depth, head_dim, mlp_ratio, head flat|digits, qk_norm, digit_hidden, text null or {dim, depth, head_dim, max_len}: condition on the token files\' captions (e.g. fmnist-scenes) with a word encoder trained jointly};',
       'class_dropout; optim (as train-tokenizer; batch_size counts sequences); run {log_every, sample_every, checkpoint_every, val_every,',
       'val_sequences, samples_per_class, export_dtype F32|F16|BF16}; sampling {cfg_scale, cfg_schedule constant|linear|power-cosine, cfg_power,',
       'temperature, top_k, top_p, decoder_steps, decoder_guidance}: stored with the exported model as `flextok generate`\'s defaults.'].join('\n'),
