@@ -22,6 +22,8 @@ const cli = path.join(root, 'src/cli/main.ts');
 
 interface Kind {
   command: 'train-tokenizer' | 'train-vae' | 'train-ar';
+  /** names the suite when a command appears twice (default: the command) */
+  label?: string;
   config: string;
   extra: string[];
   steps: number;
@@ -42,7 +44,12 @@ interface Kind {
 // training line at a log step, after it at the end); trained on a synthetic token folder made here.
 const arTokens = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-ar-tokens-'));
 writeSyntheticTokens(arTokens);
-process.on('exit', () => fs.rmSync(arTokens, { recursive: true, force: true }));
+const arTextTokens = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-ar-text-tokens-'));
+writeSyntheticTokens(arTextTokens, 64, 16, 1, true);
+process.on('exit', () => {
+  fs.rmSync(arTokens, { recursive: true, force: true });
+  fs.rmSync(arTextTokens, { recursive: true, force: true });
+});
 
 const KINDS: Kind[] = [
   {
@@ -55,6 +62,11 @@ const KINDS: Kind[] = [
   },
   {
     command: 'train-ar', config: 'configs/ar-test-tiny.json', extra: ['--tokens', arTokens], steps: 12, killAfter: 4, killDuring: 8,
+    logSteps: [2, 4, 5, 6, 8, 10, 10, 12, 12], progressSteps: [2, 4, 6, 8, 10, 12], exports: ['model.safetensors'],
+  },
+  {
+    // text-conditional: the caption dropout draws and the caption lookups must resume exactly too
+    command: 'train-ar', label: 'train-ar (text-conditional)', config: 'configs/ar-text-test-tiny.json', extra: ['--tokens', arTextTokens], steps: 12, killAfter: 4, killDuring: 8,
     logSteps: [2, 4, 5, 6, 8, 10, 10, 12, 12], progressSteps: [2, 4, 6, 8, 10, 12], exports: ['model.safetensors'],
   },
 ];
@@ -151,7 +163,7 @@ function assertResumedFrom(kind: Kind, run: Run, from: number, until = kind.step
 const tempFiles = (dir: string) => fs.readdirSync(dir).filter((n) => /\.tmp-\d+$/.test(n));
 
 for (const kind of KINDS) {
-  describe(`${kind.command} --resume`, { timeout: 120_000 }, () => {
+  describe(`${kind.label ?? kind.command} --resume`, { timeout: 120_000 }, () => {
     let dir = '';
     let straight = '';
     /** the run killed right after checkpoint killAfter, untouched (each test resumes a copy) */
