@@ -57,7 +57,8 @@ export const tokenizeDatasetSpec: CommandSpec = {
     { name: 'out', short: 'o', kind: 'string', value: 'DIR', help: 'output folder: <DIR>/<split>.safetensors per split, and README.txt describing every token dataset in it' },
   ],
   notes: [
-    `Each <split>.safetensors (format ${TOKEN_DATASET_FORMAT}) holds tokens I32 [N, R] (ids coarse to fine), labels I32 [N], index I32 [N] (the source image's index in its split) and flipped U8 [N], ` +
+    `Each <split>.safetensors (format ${TOKEN_DATASET_FORMAT}) holds tokens I32 [N, R] (ids coarse to fine), labels I32 [N], index I32 [N] (the source image's index in its split) and flipped U8 [N] ` +
+      '(fmnist-scenes also: each row\'s caption, caption_bytes U8 + caption_offsets I32 [N + 1]), ' +
       'with the tokenizer (path, resolved file and sha256 of its weights), codebook size, token count, data source, split, augmentation, class names and date in its metadata. ' +
       'Training reads these files and checks the sha256 against its tokenizer; the tokenizer never runs again.',
     'Images are prepared as the tokenizer was trained (Fashion-MNIST 28×28 centred on 32×32 for models/fmnist-default) and tokenized deterministically: the ids are those of model.tokenize on the prepared image.',
@@ -213,6 +214,7 @@ export function describeTokenDataset(ds: TokenDataset): string[] {
     `  distinct ids at tokens 1..${ds.numTokens}: ${st.perPosition.join(' ')}`,
     ...(ds.metadata.preprocess ? [`  images: ${ds.metadata.preprocess}`] : []),
     `  sequences per class: ${ds.classNames.map((name, i) => `${name} ${fmt(st.perClass[i]!)}`).join(', ')}`,
+    ...(ds.captions ? [`  captions: ${fmt(ds.captions.length)}, e.g. "${ds.captions[0]}"`] : []),
   ];
 }
 
@@ -231,7 +233,7 @@ function readmeText(files: TokenDataset[]): string {
     lines.push(...describeTokenDataset(f), '');
   }
   lines.push(
-    'Each file: tokens I32 [N, R] (ids coarse to fine), labels I32 [N], index I32 [N] (source image in its split), flipped U8 [N];',
+    `Each file: tokens I32 [N, R] (ids coarse to fine), labels I32 [N], index I32 [N] (source image in its split), flipped U8 [N]${first.captions ? ', captions (caption_bytes U8, caption_offsets I32 [N + 1])' : ''};`,
     'read it with readTokenDataset() from src/io/token_dataset.ts, which checks it.',
   );
   return `${lines.join('\n')}\n`;
