@@ -224,6 +224,26 @@ test('malformed: overlapping byte ranges name both tensors', () => {
   );
 });
 
+test('malformed: bytes after the last tensor (a polyglot file) and holes between tensors are refused, as the safetensors library does', () => {
+  // the library's test_metadata_incomplete_buffer: a valid file with extra bytes appended
+  const header = Buffer.from('{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const polyglot = Buffer.concat([len, header, Buffer.alloc(16), Buffer.from('extra_bogus_data_for_polyglot_file')]);
+  const file = path.join(dir, 'polyglot.safetensors');
+  fs.writeFileSync(file, polyglot);
+  assert.throws(() => openSafetensors(file), /polyglot\.safetensors: 34 bytes follow the last tensor/);
+  assert.throws(() => decodeSafetensors(polyglot, 'blob'), /blob: 34 bytes follow the last tensor/);
+  assert.equal(decodeSafetensors(polyglot.subarray(0, polyglot.length - 34), 'blob').tensors.get('test')!.shape.join(','), '2,2');
+  const hole = writeRaw('hole.safetensors', {
+    a: { dtype: 'U8', shape: [4], data_offsets: [0, 4] },
+    b: { dtype: 'U8', shape: [4], data_offsets: [8, 12] },
+  }, new Uint8Array(12));
+  assert.throws(() => openSafetensors(hole), /hole\.safetensors: tensor 'b': byte range \[8, 12\) leaves a hole of 4 bytes after tensor 'a'/);
+  const late = writeRaw('late.safetensors', { a: { dtype: 'U8', shape: [4], data_offsets: [4, 8] } }, new Uint8Array(8));
+  assert.throws(() => openSafetensors(late), /leaves a hole of 4 bytes after the header/);
+});
+
 test('malformed: non-string metadata value', () => {
   const file = writeRaw('meta.safetensors', { __metadata__: { format: 'pt', epoch: 3 } });
   assert.throws(() => openSafetensors(file), /meta\.safetensors: __metadata__ value of 'epoch' is not a string \(got 3\)/);

@@ -178,7 +178,7 @@ function parseHeader(filePath: string, headerBytes: Uint8Array, dataStart: numbe
     }
     entries.set(name, parseEntry(filePath, name, raw, dataStart, dataLength));
   }
-  checkNoOverlap(filePath, entries);
+  checkContiguous(filePath, entries, dataLength);
   return { metadata, entries };
 }
 
@@ -222,19 +222,28 @@ function parseEntry(filePath: string, name: string, raw: unknown, dataStart: num
   return { dtype: d, shape: s, byteLength: e - b, fileOffset: dataStart + b, begin: b, end: e };
 }
 
-function checkNoOverlap(filePath: string, entries: Map<string, HeaderEntry>): void {
-  const ranges = [...entries].filter(([, info]) => info.end > info.begin).sort((x, y) => x[1].begin - y[1].begin);
-  for (let i = 1; i < ranges.length; i++) {
-    const [prevName, prev] = ranges[i - 1]!;
-    const [name, cur] = ranges[i]!;
-    if (cur.begin < prev.end) {
-      throw new SafetensorsError(
-        filePath,
-        name,
-        `byte range [${cur.begin}, ${cur.end}) overlaps tensor '${prevName}' at [${prev.begin}, ${prev.end})`,
-        CORRUPT_HINT,
-      );
+/**
+ * The tensors must tile the data section exactly, as the safetensors library requires: sorted by offset, each begins
+ * where the previous one ends, the first at 0, the last at the end of the file. An overlap, a hole, or bytes after the
+ * last tensor (a polyglot file smuggling other content; the library's `MetadataIncompleteBuffer`) are refused.
+ */
+function checkContiguous(filePath: string, entries: Map<string, HeaderEntry>, dataLength: number): void {
+  const ranges = [...entries].sort((x, y) => x[1].begin - y[1].begin || x[1].end - y[1].end);
+  let expected = 0;
+  let prevName: string | null = null;
+  for (const [name, cur] of ranges) {
+    if (cur.begin < expected) {
+      const prev = entries.get(prevName!)!;
+      throw new SafetensorsError(filePath, name, `byte range [${cur.begin}, ${cur.end}) overlaps tensor '${prevName}' at [${prev.begin}, ${prev.end})`, CORRUPT_HINT);
     }
+    if (cur.begin > expected) {
+      throw new SafetensorsError(filePath, name, `byte range [${cur.begin}, ${cur.end}) leaves a hole of ${cur.begin - expected} bytes after ${prevName === null ? 'the header' : `tensor '${prevName}'`} (tensors must be stored back to back)`, CORRUPT_HINT);
+    }
+    expected = cur.end;
+    prevName = name;
+  }
+  if (expected !== dataLength) {
+    throw new SafetensorsError(filePath, undefined, `${dataLength - expected} bytes follow the last tensor (the data section is ${dataLength} bytes, the tensors end at ${expected}): not a valid safetensors file (a polyglot or tampered file?)`, CORRUPT_HINT);
   }
 }
 
