@@ -10,6 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import { smallestKForPsnr } from '../src/eval/adaptive.js';
+import { FlexTok } from '../src/flextok/model.js';
+import { loadImage, padToCanvas } from '../src/io/image.js';
 import { Rng } from '../src/tensor/rng.js';
 import { decoderConfigOf, encoderConfigOf, parseTokenizerConfig, readJsonFile } from '../src/train/config.js';
 import { exportTokenizer } from '../src/train/export.js';
@@ -113,6 +116,32 @@ describe('flextok CLI', () => {
     assertCleanError(await flextok(['tokenize', path.join(dir, 'broken.png'), '--model', shipped, '--out', path.join(dir, 't.json')]), /broken\.png: not an image/);
     fs.writeFileSync(path.join(dir, 'ids-64000.json'), '[[1, 2, 64000]]');
     assertCleanError(await flextok(['detokenize', path.join(dir, 'ids-64000.json'), '--model', shipped, '--out', path.join(dir, 'x.png')]), /token id 64000 .*valid ids are 0 to 63999/);
+  });
+
+  it('tokenize --pad --target-psnr: per image the smallest k of 1, 2, 4, …, 32 reaching the target, written with its PSNR; detokenize reads it', async () => {
+    const shipped = 'models/fmnist-default';
+    const images = ['0-t-shirt', '2-pullover', '6-shirt', '8-bag'].map((n) => `assets/fashion-mnist/${n}.png`);
+    const out = path.join(dir, 'adaptive.json');
+    const r = await flextok(['tokenize', ...images, '--model', shipped, '--pad', '--target-psnr', '18', '--steps', '4', '--guidance', '1', '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const file = JSON.parse(fs.readFileSync(out, 'utf8')) as { images: { k: number; psnr: number; tokens: number[] }[] };
+    // the same rule computed here
+    const model = FlexTok.load(`${shipped}/model.safetensors`);
+    for (const [i, img] of file.images.entries()) {
+      const image = padToCanvas(await loadImage(images[i]!, { resize: false, multipleOf: 1, channels: 1 }), 32, 32);
+      const ids = model.tokenize([image])[0]!;
+      const a = smallestKForPsnr(model, image, ids, 18, { steps: 4, guidance: 1, apg: false, seed: 0 });
+      assert.equal(img.k, a.k, images[i]);
+      assert.deepEqual(img.tokens, ids.slice(0, a.k));
+      assert.ok(Math.abs(img.psnr - a.psnr) < 1e-3);
+      const firstReaching = a.candidates.find((c) => c.psnr >= 18);
+      assert.equal(a.k, firstReaching ? firstReaching.k : 32);
+    }
+    assert.ok(new Set(file.images.map((im) => im.k)).size > 1, `the lengths adapt to the image: ${file.images.map((im) => im.k)}`);
+    const d = await flextok(['detokenize', out, '--model', shipped, '--steps', '2', '--guidance', '1', '--out', path.join(dir, 'adaptive.png')]);
+    assert.equal(d.code, 0, d.stderr);
+    assertCleanError(await flextok(['tokenize', images[0]!, '--model', shipped, '--target-psnr', '18', '--k', '4', '--out', out]), /--k and --target-psnr contradict/);
+    assertCleanError(await flextok(['tokenize', images[0]!, '--model', shipped, '--target-psnr', 'lots', '--out', out]), /--target-psnr/);
   });
 
   it('bad inputs with the e2e checkpoint exit 1 with one clear line', { skip }, async () => {

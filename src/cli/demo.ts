@@ -8,7 +8,7 @@ import { clampToDisplayRange, mse, psnrPerImage } from '../eval/metrics.js';
 import { Generator, type Preview } from '../ar/generator.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import { concat, slice } from '../tensor/ops.js';
-import { loadImage, saveGrid } from '../io/image.js';
+import { loadImage, padToCanvas, saveGrid } from '../io/image.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { ProgressBar } from './progress.js';
@@ -58,22 +58,6 @@ export function packageRoot(): string {
     if (parent === dir) throw new Error(`cannot find the flextok package root above ${path.dirname(fileURLToPath(import.meta.url))}`);
     dir = parent;
   }
-}
-
-/** img [1, C, h, w] centred on an [height, width] canvas of −1 (larger sides are centre-cropped). */
-export function padToCanvas(img: Tensor, height: number, width: number): Tensor {
-  const [, c, h, w] = img.shape as [number, number, number, number];
-  if (h === height && w === width) return img;
-  const out = new Float32Array(c * height * width).fill(-1);
-  const oy = Math.floor((height - h) / 2);
-  const ox = Math.floor((width - w) / 2);
-  const src = img.f;
-  for (let ch = 0; ch < c; ch++) {
-    for (let y = Math.max(0, -oy); y < Math.min(h, height - oy); y++) {
-      for (let x = Math.max(0, -ox); x < Math.min(w, width - ox); x++) out[(ch * height + y + oy) * width + x + ox] = src[(ch * h + y) * w + x]!;
-    }
-  }
-  return new Tensor(out, [1, c, height, width]);
 }
 
 /** The first `channels` planes of an RGB [1, 3, H, W] image (grey images have R = G = B). */

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheRoot } from '../io/hub.js';
-import { loadImage } from '../io/image.js';
+import { loadImage, padToCanvas } from '../io/image.js';
 import { FlexTok } from '../flextok/model.js';
 import { findTokenizerPreset, presetMismatches, resolveModelPath, TOKENIZER_PRESETS } from '../flextok/presets.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -38,6 +38,7 @@ export const SAMPLER_OPTIONS: OptionSpec[] = [
 export const IMAGE_OPTIONS: OptionSpec[] = [
   { name: 'size', kind: 'string', value: 'PX', help: "resize the shorter side to PX (Lanczos-3) and centre-crop PX×PX", defaultText: "the model's native size, 256 for the released models" },
   { name: 'no-resize', kind: 'boolean', help: "keep the image size (only centre-crop to a multiple of the model's patch in pixels)" },
+  { name: 'pad', kind: 'boolean', help: "centre each image unscaled on the model's canvas with background −1 (black; larger sides are centre-cropped), as Fashion-MNIST's 28×28 images were in training" },
 ];
 
 export interface SamplerArgs {
@@ -81,8 +82,15 @@ export async function loadImages(files: string[], model: FlexTok, args: ParsedAr
   const size = args.num('size', Math.min(h, w), { integer: true, min: 1 });
   const resize = !args.flag('no-resize');
   if (!resize && args.has('size')) throw new UsageError('--size and --no-resize contradict each other', args.command);
+  const pad = args.flag('pad');
+  if (pad && (args.has('size') || args.flag('no-resize'))) throw new UsageError('--pad keeps the image unscaled on the model\'s canvas; it does not combine with --size or --no-resize', args.command);
+  const channels = model.imageChannels === 1 ? 1 : 3;
   const images: Tensor[] = [];
-  for (const file of files) images.push(await loadImage(file, { size, resize, multipleOf: model.pixelsPerPatch, channels: model.imageChannels === 1 ? 1 : 3 }));
+  for (const file of files) {
+    images.push(pad
+      ? padToCanvas(await loadImage(file, { resize: false, multipleOf: 1, channels }), h, w)
+      : await loadImage(file, { size, resize, multipleOf: model.pixelsPerPatch, channels }));
+  }
   return images;
 }
 

@@ -1,6 +1,8 @@
 // `flextok tokenize`: images → token ids in a tokens.json file.
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
-import { IMAGE_OPTIONS, loadImages, loadModel, MODEL_OPTIONS } from './model_options.js';
+import { smallestKForPsnr } from '../eval/adaptive.js';
+import { IMAGE_OPTIONS, loadImages, loadModel, MODEL_OPTIONS, samplerArgs, SAMPLER_OPTIONS } from './model_options.js';
+import { ProgressBar } from './progress.js';
 import { writeTokensFile } from './tokens_file.js';
 
 export const tokenizeSpec: CommandSpec = {
@@ -19,10 +21,20 @@ export const tokenizeSpec: CommandSpec = {
       help: "VAE latents: 'sample' (posterior sample, seeded by --seed), 'mean' (deterministic) or 'checkpoint' (the checkpoint's sample_posterior setting)",
       defaultText: 'checkpoint',
     },
-    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the posterior sample', defaultText: '0' },
+    { name: 'seed', kind: 'string', value: 'N', help: 'seed of the posterior sample (and, with --target-psnr, of the decoder noise)', defaultText: '0' },
+    {
+      name: 'target-psnr',
+      kind: 'string',
+      value: 'DB',
+      help: 'adaptive length: keep per image the fewest tokens (of k = 1, 2, 4, …, R) whose reconstruction reaches DB dB PSNR; writes k and its PSNR per image',
+    },
+    ...SAMPLER_OPTIONS.filter((o) => o.name !== 'seed').map((o) => ({ ...o, help: `with --target-psnr: ${o.help}` })),
     ...IMAGE_OPTIONS,
   ],
-  notes: ['Images are converted to RGB, resized (shorter side) and centre-cropped to the model size, and scaled to [-1, 1].'],
+  notes: [
+    'Images are converted to RGB, resized (shorter side) and centre-cropped to the model size, and scaled to [-1, 1].',
+    '--target-psnr decodes each image\'s prefixes of 1, 2, 4, …, R tokens (same decoder settings and seed) and keeps the smallest k whose clamped reconstruction reaches the target (R when none does); the web page\'s "auto k" uses the same rule.',
+  ],
 };
 
 export async function runTokenize(args: ParsedArgs, log: (line: string) => void): Promise<void> {
@@ -36,14 +48,35 @@ export async function runTokenize(args: ParsedArgs, log: (line: string) => void)
   if (k > model.numTokens) throw new UsageError(`--k ${k} is more than the model's ${model.numTokens} tokens`, args.command);
   const images = await loadImages(args.positionals, model, args);
   const started = Date.now();
+  const target = args.has('target-psnr') ? args.num('target-psnr', 0) : null;
+  if (target !== null && args.has('k')) throw new UsageError('--k and --target-psnr contradict each other (the target chooses k per image)', args.command);
+  const sampler = samplerArgs(args);
   const ids = model.tokenize(images, { samplePosterior: mode === 'checkpoint' ? undefined : mode === 'sample', seed });
   log(`tokenized ${images.length} image${images.length > 1 ? 's' : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const adaptive: { k: number; psnr: number }[] = [];
+  if (target !== null) {
+    const bar = new ProgressBar(`adaptive k (≥ ${target} dB)`, images.length);
+    const lines: string[] = [];
+    images.forEach((img, i) => {
+      const a = smallestKForPsnr(model, img, ids[i]!, target, { steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed });
+      adaptive.push({ k: a.k, psnr: a.psnr });
+      bar.update(i + 1);
+      lines.push(`${args.positionals[i]}: k = ${a.k} (${a.psnr.toFixed(2)} dB${a.reached ? '' : `; no k reaches ${target} dB`}; tried ${a.candidates.map((c) => `${c.k}: ${c.psnr.toFixed(1)}`).join(', ')})`);
+    });
+    bar.done();
+    for (const line of lines) log(line);
+  }
   writeTokensFile(out, {
     format: 'flextok-tokens/1',
     model: label,
     codebook_size: model.codebookSize,
     num_tokens: model.numTokens,
-    images: args.positionals.map((file, i) => ({ file, size: [images[i]!.shape[2]!, images[i]!.shape[3]!], tokens: ids[i]!.slice(0, k) })),
+    images: args.positionals.map((file, i) => ({
+      file,
+      size: [images[i]!.shape[2]!, images[i]!.shape[3]!],
+      tokens: ids[i]!.slice(0, adaptive[i]?.k ?? k),
+      ...(adaptive[i] ? { k: adaptive[i]!.k, psnr: Number(adaptive[i]!.psnr.toFixed(3)) } : {}),
+    })),
   });
-  log(`wrote ${out} (${k} tokens per image)`);
+  log(target !== null ? `wrote ${out} (adaptive: ${adaptive.map((a) => a.k).join(', ')} tokens)` : `wrote ${out} (${k} tokens per image)`);
 }

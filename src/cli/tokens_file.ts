@@ -11,6 +11,9 @@ export interface TokenizedImage {
   /** [height, width] in pixels of the tokenized image. */
   size: [number, number] | null;
   tokens: number[];
+  /** adaptive length (tokenize --target-psnr): the token count chosen and its reconstruction PSNR (dB) */
+  k?: number;
+  psnr?: number;
 }
 
 export interface TokensFile {
@@ -27,7 +30,7 @@ export function writeTokensFile(file: string, content: TokensFile): void {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   // One image per line keeps long token lists readable.
   const body = content.images
-    .map((img) => `    {"file": ${JSON.stringify(img.file)}, "size": ${JSON.stringify(img.size)}, "tokens": [${img.tokens.join(', ')}]}`)
+    .map((img) => `    {"file": ${JSON.stringify(img.file)}, "size": ${JSON.stringify(img.size)}${img.k !== undefined ? `, "k": ${img.k}, "psnr": ${img.psnr}` : ''}, "tokens": [${img.tokens.join(', ')}]}`)
     .join(',\n');
   const text =
     `{\n  "format": "${TOKENS_FORMAT}",\n  "model": ${JSON.stringify(content.model)},\n  "codebook_size": ${content.codebook_size},\n` +

@@ -351,3 +351,19 @@ export function saveGridSync(rows: Array<Array<Tensor | null>>, file: string, op
     throw new ImageError(file, `cannot write the image (${describeError(err)})`);
   }
 }
+
+/** img [1, C, h, w] centred on an [height, width] canvas of −1 (larger sides are centre-cropped). */
+export function padToCanvas(img: Tensor, height: number, width: number): Tensor {
+  const [, c, h, w] = img.shape as [number, number, number, number];
+  if (h === height && w === width) return img;
+  const out = new Float32Array(c * height * width).fill(-1);
+  const oy = Math.floor((height - h) / 2);
+  const ox = Math.floor((width - w) / 2);
+  const src = img.f;
+  for (let ch = 0; ch < c; ch++) {
+    for (let y = Math.max(0, -oy); y < Math.min(h, height - oy); y++) {
+      for (let x = Math.max(0, -ox); x < Math.min(w, width - ox); x++) out[(ch * height + y + oy) * width + x + ox] = src[(ch * h + y) * w + x]!;
+    }
+  }
+  return new Tensor(out, [1, c, height, width]);
+}
