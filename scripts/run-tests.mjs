@@ -2,13 +2,15 @@
 //   1. every test file on the native backend (FLEXTOK_BACKEND=native, so nothing can fall back to JS);
 //      the run FAILS when the native addon is not built or does not load;
 //   2. the engine tests (ops, kernels, autograd, optimizers, toy training) and the golden-parity and model
-//      tests (tokenizer, VAE, end to end, pixel-space checkpoints) again on the pure TypeScript backend.
+//      tests (tokenizer, VAE, end to end, pixel-space checkpoints) again on the pure TypeScript backend;
+//   3. when the WebAssembly build of the kernels exists (native/wasm/flextok_kernels.wasm, `npm run build:wasm`),
+//      the op-level engine tests (ops, nn, autograd, optimizers, toy training) on it (FLEXTOK_BACKEND=wasm).
 // `FLEXTOK_BACKEND=js npm test` asks for the TypeScript backend only: one pass of every file on it, with no
 // native addon required (tests of the addon itself skip when it is missing, and run when it loads).
 // Each pass's header names its backend, ISA and thread count (FLEXTOK_ISA and FLEXTOK_THREADS are honoured).
 // Arguments: test files to run instead of all of test/ (each still goes through the passes that take it).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
@@ -27,6 +29,11 @@ const all = only.length ? only : find(path.join(root, 'test'));
 // (measured on FLEXTOK_BACKEND=js with 2 cores: tokenizer_parity 12 s, model_e2e 4 s, vae 2 s, the rest ~1 s).
 const jsPassFiles = all.filter((f) =>
   /^test\/(engine|ops|nn|kernels|autograd|optim|train_toy|tokenizer_parity|vae|model_e2e|model_pixel|checkpoint|ar_model|ar_sampling)[^/]*\.test\.ts$/.test(f));
+
+// Files that also run on the wasm backend when it is built: the op-level engine tests. (wasm_backend.test.ts tests
+// the wasm kernels directly and runs in the native pass; backend_compare compares native with JS on any backend.)
+const wasmPassFiles = all.filter((f) => /^test\/(ops|nn|autograd|optim|train_toy)[^/]*\.test\.ts$/.test(f));
+const wasmBuilt = existsSync(path.join(root, 'native', 'wasm', 'flextok_kernels.wasm'));
 
 const requested = process.env.FLEXTOK_BACKEND ?? '';
 if (!['', 'auto', 'native', 'js'].includes(requested)) {
@@ -55,12 +62,14 @@ function probe(backend) {
 
 function describeInfo(info) {
   const threads = `${info.threads} thread${info.threads === 1 ? '' : 's'}`;
+  if (info.name === 'wasm') return `wasm backend (FLEXTOK_BACKEND=wasm, ISA ${info.isa}, ${threads})`;
   return info.name === 'native' ? `native backend (ISA ${info.isa}, ${threads})` : `pure TypeScript backend (FLEXTOK_BACKEND=js, ${threads})`;
 }
 
 const passes = jsOnly
   ? [{ backend: 'js', files: all, note: 'ONLY this backend (FLEXTOK_BACKEND=js was set: no native pass, native addon not required)' }]
-  : [{ backend: 'native', files: all }, { backend: 'js', files: jsPassFiles }];
+  : [{ backend: 'native', files: all }, { backend: 'js', files: jsPassFiles },
+    ...(wasmBuilt ? [{ backend: 'wasm', files: wasmPassFiles }] : [])];
 
 const summary = [];
 let failed = false;

@@ -1,13 +1,15 @@
 // The backend choice: which `Kernels` implementation the tensor ops run on (the only global state).
-// FLEXTOK_BACKEND=js forces the pure TypeScript kernels, =native requires the C++ addon,
+// FLEXTOK_BACKEND=js forces the pure TypeScript kernels, =native requires the C++ addon, =wasm requires the
+// WebAssembly build of the same C++ kernels (native/wasm/flextok_kernels.wasm; never chosen automatically);
 // unset picks native when the addon is built and falls back to JS otherwise (`npm test` allows no such
 // fallback: scripts/run-tests.mjs runs its native pass with FLEXTOK_BACKEND=native).
 
 import type { Kernels } from './kernels.js';
 import { jsKernels } from './kernels_js/index.js';
 import { loadNativeKernels, nativeAddon, nativeLoadError } from './backend_native.js';
+import { loadWasmKernels, wasmInfo, wasmUnavailableReason } from './backend_wasm.js';
 
-export type BackendName = 'js' | 'native';
+export type BackendName = Kernels['name'];
 
 let current: Kernels | null = null;
 
@@ -39,7 +41,12 @@ function choose(name: string | undefined): Kernels {
     }
     return k;
   }
-  throw new Error(`unknown backend "${name}": use FLEXTOK_BACKEND=js or FLEXTOK_BACKEND=native`);
+  if (name === 'wasm') {
+    const k = loadWasmKernels();
+    if (!k) throw new Error(`FLEXTOK_BACKEND=wasm but the wasm kernels are unavailable: ${wasmUnavailableReason()}`);
+    return k;
+  }
+  throw new Error(`unknown backend "${name}": use FLEXTOK_BACKEND=js, native or wasm`);
 }
 
 /** The kernels the ops run on (selected on first use from FLEXTOK_BACKEND). */
@@ -74,11 +81,12 @@ export function jsOnlyRequested(): boolean {
 
 export interface BackendInfo {
   name: BackendName;
-  /** instruction set the native kernels run with (FLEXTOK_ISA caps it); null on the JS backend */
+  /** instruction set the native or wasm kernels run with (FLEXTOK_ISA caps it); null on the JS backend */
   isa: string | null;
-  /** best instruction set of this CPU; null on the JS backend */
+  /** best instruction set of this CPU (wasm: 'wasm-simd128'); null on the JS backend */
   cpuIsa: string | null;
-  /** native thread-pool size (FLEXTOK_THREADS sets it); the JS kernels run on 1 thread */
+  /** native thread-pool size (FLEXTOK_THREADS sets it); the JS kernels run on 1 thread, the wasm ones on 1 unless
+   * FLEXTOK_WASM_THREADS loads their threaded build */
   threads: number;
 }
 
@@ -86,6 +94,7 @@ export interface BackendInfo {
 export function describeBackend(): string {
   const info = backendInfo();
   if (info.name === 'native') return `native C++ kernels (ISA ${info.isa}, CPU ${info.cpuIsa}, ${info.threads} threads)`;
+  if (info.name === 'wasm') return `WebAssembly C++ kernels (ISA ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}; FLEXTOK_BACKEND=wasm)`;
   const why = nativeUnavailableReason();
   return `pure TypeScript kernels (1 thread)${why ? `: ${why}` : ' (FLEXTOK_BACKEND=js)'}`;
 }
@@ -93,6 +102,10 @@ export function describeBackend(): string {
 /** The backend in use, with the native ISA and thread count (for test headers and logs). */
 export function backendInfo(): BackendInfo {
   const name = backendName();
+  if (name === 'wasm') {
+    const w = wasmInfo();
+    return { name, isa: w?.isa ?? null, cpuIsa: w ? 'wasm-simd128' : null, threads: w?.threads ?? 1 };
+  }
   const addon = name === 'native' ? nativeAddon() : null;
   const isa = addon?.isa() ?? null;
   return { name, isa: isa?.active ?? null, cpuIsa: isa?.cpu ?? null, threads: addon ? addon.getThreads() : 1 };

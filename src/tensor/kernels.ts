@@ -117,7 +117,7 @@ export interface Conv2dGeom {
 }
 
 export interface Kernels {
-  readonly name: 'js' | 'native';
+  readonly name: 'js' | 'native' | 'wasm';
 
   gemm(args: GemmArgs): void;
   /** Same contract as gemm for float32 inputs, computed with A and B rounded to bfloat16
