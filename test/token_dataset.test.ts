@@ -18,7 +18,7 @@ import {
 import { FlexTok } from '../src/flextok/model.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { commandHelp, parseCommand, UsageError } from '../src/cli/args.js';
-import { runTokenizeDataset, tokenizeDatasetSpec } from '../src/cli/tokenize_dataset.js';
+import { imageShift, MAX_SHIFT, runTokenizeDataset, tokenizeDatasetSpec } from '../src/cli/tokenize_dataset.js';
 import { REPO_ROOT } from './helpers/golden.js';
 
 const MODEL_REL = 'models/fmnist-default';
@@ -82,15 +82,17 @@ describe('flextok tokenize-dataset (shipped tokenizer, Fashion-MNIST slice)', { 
   let dir: string;
   let plainRun: Run;
   let flipRun: Run;
+  let shiftRun: Run;
   let model: FlexTok;
   const expected: Record<string, { ids: number[][]; flippedIds: number[][]; labels: number[]; images: Tensor[] }> = {};
 
   before(async () => {
     dir = tmpDir();
     // Different batch sizes on purpose: the ids must not depend on them.
-    [plainRun, flipRun] = await Promise.all([
+    [plainRun, flipRun, shiftRun] = await Promise.all([
       flextok(['tokenize-dataset', '--model', MODEL_REL, '--data', 'fashion-mnist', '--limit', String(LIMIT), '--out', path.join(dir, 'plain')]),
       flextok(['tokenize-dataset', '--model', MODEL_REL, '--data', 'fashion-mnist', '--limit', String(LIMIT), '--augment', 'flip', '--batch', '7', '--out', path.join(dir, 'flip')]),
+      flextok(['tokenize-dataset', '--model', MODEL_REL, '--data', 'fashion-mnist', '--split', 'test', '--limit', String(LIMIT), '--augment', 'flip+shift', '--batch', '10', '--out', path.join(dir, 'shift')]),
     ]);
     model = FlexTok.load(MODEL_FILE);
     for (const split of ['train', 'test'] as const) {
@@ -138,6 +140,35 @@ describe('flextok tokenize-dataset (shipped tokenizer, Fashion-MNIST slice)', { 
       for (let i = 0; i < LIMIT; i++) if (row(ds.tokens, 2 * i, 32).join() !== row(ds.tokens, 2 * i + 1, 32).join()) differ++;
       assert.ok(differ > LIMIT / 2, `only ${differ} of ${LIMIT} mirrors tokenize differently`);
     }
+  });
+
+  test('--augment flip+shift: image, mirror, translated image, translated mirror; each row equals tokenizing that image', () => {
+    assert.equal(shiftRun.code, 0, shiftRun.stderr);
+    const ds = readTokenDataset(path.join(dir, 'shift', 'test.safetensors'));
+    const e = expected.test!;
+    assert.equal(ds.count, 4 * LIMIT);
+    assert.equal(ds.augment, 'flip+shift');
+    const translated = (img: Tensor, dy: number, dx: number): Tensor => {
+      const out = new Float32Array(32 * 32).fill(-1);
+      for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) if (y - dy >= 0 && y - dy < 32 && x - dx >= 0 && x - dx < 32) out[y * 32 + x] = img.f[(y - dy) * 32 + x - dx]!;
+      return new Tensor(out, [1, 1, 32, 32]);
+    };
+    for (let i = 0; i < LIMIT; i++) {
+      const [dy, dx] = imageShift(i);
+      assert.ok(Math.max(Math.abs(dy), Math.abs(dx)) <= MAX_SHIFT && (dy !== 0 || dx !== 0));
+      assert.deepEqual(row(ds.tokens, 4 * i, 32), e.ids[i]);
+      assert.deepEqual(row(ds.tokens, 4 * i + 1, 32), e.flippedIds[i]);
+      const [t, tm] = model.tokenize([translated(e.images[i]!, dy, dx), translated(mirror(e.images[i]!), dy, dx)]);
+      assert.deepEqual(row(ds.tokens, 4 * i + 2, 32), t, `translated image ${i} by (${dy}, ${dx})`);
+      assert.deepEqual(row(ds.tokens, 4 * i + 3, 32), tm);
+      assert.deepEqual(Array.from(ds.flipped.subarray(4 * i, 4 * i + 4)), [0, 1, 0, 1]);
+      assert.deepEqual(Array.from(ds.shifts!.subarray(8 * i, 8 * i + 8)), [0, 0, 0, 0, dy, dx, dy, dx]);
+    }
+    // every translation but (0, 0) is used, each about equally often
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 2400; i++) seen.set(imageShift(i).join(), (seen.get(imageShift(i).join()) ?? 0) + 1);
+    assert.equal(seen.size, 24);
+    assert.ok(!seen.has('0,0') && [...seen.values()].every((c) => c > 50 && c < 150));
   });
 
   test('metadata: format, tokenizer path and sha256 of its weights, sizes, source, split, classes, date', () => {
@@ -216,7 +247,7 @@ describe('flextok tokenize-dataset usage errors', () => {
       [[...base, '--data', 'package.json', '--out', '/tmp/x'], /--data 'package\.json': unknown data source .*that is a file, not a folder/],
       [[...base, '--data', 'fashion-mnist', '--limit', '0', '--out', '/tmp/x'], /--limit must be an integer ≥ 1, got '0'/],
       [[...base, '--data', 'fashion-mnist', '--limit', 'ten', '--out', '/tmp/x'], /--limit must be an integer ≥ 1, got 'ten'/],
-      [[...base, '--data', 'fashion-mnist', '--augment', 'rotate', '--out', '/tmp/x'], /--augment must be none or flip, got 'rotate'/],
+      [[...base, '--data', 'fashion-mnist', '--augment', 'rotate', '--out', '/tmp/x'], /--augment must be none, flip, shift or flip\+shift, got 'rotate'/],
       [[...base, '--data', 'fashion-mnist', '--split', 'val', '--out', '/tmp/x'], /--split must be train, test or all, got 'val'/],
       [[...base, '--data', 'fashion-mnist', '--batch', '2.5', '--out', '/tmp/x'], /--batch must be an integer ≥ 1, got '2\.5'/],
       [[...base, '--data', 'fashion-mnist', '--resize-mode', 'crop', '--out', '/tmp/x'], /--resize-mode must be pad or resize, got 'crop'/],
@@ -345,6 +376,22 @@ describe('token dataset reader', () => {
     assert.match(errorOf('cap3.safetensors', tensors(cap([0, 2, 3])), metadata()).message, /expected I32 \[4\] \(rows \+ 1\)/);
     assert.match(errorOf('cap4.safetensors', tensors(cap([0, 1, 2, 3], Uint8Array.from([0x61, 0xff, 0x62]))), metadata()).message, /caption of row 1 is not valid UTF-8/);
     assert.match(errorOf('cap5.safetensors', tensors({ caption_bytes: cap([0])['caption_bytes']! }), metadata()).message, /caption_bytes but no caption_offsets/);
+  });
+
+  test('shift augmentation: the shift tensor is required with it, refused without it, and range-checked', () => {
+    const file = path.join(dir, 'shift.safetensors');
+    const shifts = Int32Array.from([0, 0, 1, -2, 0, 0]);
+    writeTokenDataset(file, { ...content(), augment: 'flip+shift', shifts });
+    assert.deepEqual(Array.from(readTokenDataset(file).shifts!), Array.from(shifts));
+    const plain = path.join(dir, 'no-shift.safetensors');
+    writeTokenDataset(plain, content());
+    assert.equal(readTokenDataset(plain).shifts, null);
+    assert.throws(() => writeTokenDataset(file, { ...content(), augment: 'flip+shift' }), /needs per-row shifts/);
+    assert.match(errorOf('noshift.safetensors', tensors(), metadata({ augment: 'flip+shift' })).message, /tensor 'shift' is missing/);
+    const shiftT = (d: number[]): Record<string, TensorData> => ({ shift: { dtype: 'I32', shape: [3, 2], data: Int32Array.from(d) } });
+    assert.match(errorOf('extra.safetensors', tensors(shiftT([0, 0, 0, 0, 0, 0])), metadata()).message, /has a 'shift' tensor but metadata augment is 'flip'/);
+    assert.match(errorOf('far.safetensors', tensors(shiftT([0, 0, 0, 99, 0, 0])), metadata({ augment: 'flip+shift' })).message, /shift 99 at row 1 is outside ±8 px/);
+    assert.match(errorOf('aug.safetensors', tensors(), metadata({ augment: 'rotate' })).message, /metadata 'augment' is 'rotate', expected 'none', 'flip', 'shift', 'flip\+shift'/);
   });
 
   test('wrong or missing format string', () => {

@@ -11,6 +11,7 @@ import type { FlexTok } from '../flextok/model.js';
 import { FMNIST_SCENES, openDataset } from '../train/data.js';
 import { mirrorItems, sceneCaption, type SceneDataset } from '../io/scenes.js';
 import { Tensor } from '../tensor/tensor.js';
+import { mixSeed, Rng } from '../tensor/rng.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { loadModel, MODEL_OPTIONS } from './model_options.js';
 import { ProgressBar } from './progress.js';
@@ -20,7 +21,7 @@ const DEFAULT_BATCH = 64;
 export const tokenizeDatasetSpec: CommandSpec = {
   name: 'tokenize-dataset',
   summary: 'Tokenize a whole image dataset once (token ids + labels per split) for training an autoregressive model.',
-  usage: 'flextok tokenize-dataset --model <tokenizer> --data fashion-mnist|fmnist-scenes|<folder> --out <dir> [--split train|test|all] [--augment flip] [--limit N] [--batch N]',
+  usage: 'flextok tokenize-dataset --model <tokenizer> --data fashion-mnist|fmnist-scenes|<folder> --out <dir> [--split train|test|all] [--augment flip|shift|flip+shift] [--limit N] [--batch N]',
   positionals: [],
   options: [
     ...MODEL_OPTIONS,
@@ -42,7 +43,7 @@ export const tokenizeDatasetSpec: CommandSpec = {
       name: 'augment',
       kind: 'string',
       value: 'MODE',
-      help: "'none', or 'flip': each image appears twice, the original then its horizontal mirror (flipped = 1)",
+      help: "'none'; 'flip': each image appears twice, the original then its horizontal mirror (flipped = 1); 'shift': the original, then a copy translated by a fixed pseudo-random (dy, dx) in [-2, 2]² (recorded in 'shift'); 'flip+shift': the original, its mirror, and both translated",
       defaultText: 'none',
     },
     { name: 'limit', kind: 'string', value: 'N', help: 'tokenize only the first N images of each split', defaultText: 'all' },
@@ -113,7 +114,10 @@ function plan(args: ParsedArgs): Plan {
   if (split !== 'train' && split !== 'test' && split !== 'all') throw new UsageError(`--split must be train, test or all, got '${split}'`, args.command);
   const splits: Array<'train' | 'test'> = split === 'all' ? (isFolder ? ['train'] : ['train', 'test']) : [split];
   const augment = args.str('augment') ?? 'none';
-  if (augment !== 'none' && augment !== 'flip') throw new UsageError(`--augment must be none or flip, got '${augment}'`, args.command);
+  if (augment !== 'none' && augment !== 'flip' && augment !== 'shift' && augment !== 'flip+shift') {
+    throw new UsageError(`--augment must be none, flip, shift or flip+shift, got '${augment}'`, args.command);
+  }
+  if (augment.includes('shift') && source === FMNIST_SCENES) throw new UsageError("--augment shift would move scene items across their cells; use 'flip' for fmnist-scenes", args.command);
   const mode = args.str('resize-mode');
   if (mode !== undefined && mode !== 'pad' && mode !== 'resize') throw new UsageError(`--resize-mode must be pad or resize, got '${mode}'`, args.command);
   const limit = args.has('limit') ? args.num('limit', 0, { integer: true, min: 1 }) : null;
@@ -127,24 +131,61 @@ export interface TokenizeSplitResult {
   labels: Int32Array;
   index: Int32Array;
   flipped: Uint8Array;
+  /** with augment 'shift': [N, 2] the (dy, dx) translation of each row (0, 0 for untranslated rows) */
+  shifts?: Int32Array;
   /** per row, for a scene dataset (a mirrored row's caption names the mirrored cells) */
   captions?: string[];
   images: number;
   seconds: number;
 }
 
+/** Largest shift (px) of augment 'shift': each image gets one translation (dy, dx) ∈ [−2, 2]² \ {(0, 0)}, which
+ * keeps a 28×28 Fashion-MNIST image inside its 32×32 canvas (2 px of margin). */
+export const MAX_SHIFT = 2;
+
+/** The translation of image `index` under augment 'shift' (deterministic; the same for the image and its mirror). */
+export function imageShift(index: number): [number, number] {
+  const rng = new Rng(mixSeed(0x5817, index));
+  const side = 2 * MAX_SHIFT + 1;
+  const pick = rng.randint(0, side * side - 1); // every (dy, dx) but (0, 0)
+  const cell = pick >= (side * side - 1) / 2 ? pick + 1 : pick;
+  return [Math.floor(cell / side) - MAX_SHIFT, (cell % side) - MAX_SHIFT];
+}
+
+/** [C, H, W] planes → the same translated by (dy, dx) px, uncovered pixels −1 (the background). */
+function translate(src: Float32Array, c: number, h: number, w: number, dy: number, dx: number): Float32Array {
+  const out = new Float32Array(src.length).fill(-1);
+  for (let ch = 0; ch < c; ch++) {
+    for (let y = Math.max(0, dy); y < Math.min(h, h + dy); y++) {
+      for (let x = Math.max(0, dx); x < Math.min(w, w + dx); x++) out[(ch * h + y) * w + x] = src[(ch * h + y - dy) * w + x - dx]!;
+    }
+  }
+  return out;
+}
+
+/** [C, H, W] planes mirrored left ↔ right. */
+function mirror(src: Float32Array, c: number, h: number, w: number): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let ch = 0; ch < c; ch++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[(ch * h + y) * w + x] = src[(ch * h + y) * w + (w - 1 - x)]!;
+  return out;
+}
+
 /**
- * Tokenizes the first `count` images of `ds` (prepared at the model's size) in batches of `batch`; with
- * `flip`, row 2i is image i and row 2i+1 its horizontal mirror. `onProgress` gets the rows done so far.
+ * Tokenizes the first `count` images of `ds` (prepared at the model's size) in batches of `batch`. Each image gives
+ * its rows in the order: the image; with `flip` its horizontal mirror; with `shift` the image translated by
+ * imageShift(i), then (with `flip`) the translated mirror. `onProgress` gets the rows done so far.
  */
 export function tokenizeImages(
   model: FlexTok,
   ds: ImageDataset,
-  opts: { count?: number; batch?: number; flip?: boolean; onProgress?: (rows: number, total: number) => void },
+  opts: { count?: number; batch?: number; flip?: boolean; shift?: boolean; onProgress?: (rows: number, total: number) => void },
 ): TokenizeSplitResult {
   const n = Math.min(opts.count ?? ds.size, ds.size);
   const batch = opts.batch ?? DEFAULT_BATCH;
-  const per = opts.flip ? 2 : 1;
+  const variants: Array<{ flip: boolean; shift: boolean }> = [{ flip: false, shift: false }];
+  if (opts.flip) variants.push({ flip: true, shift: false });
+  if (opts.shift) variants.push(...variants.map((v) => ({ flip: v.flip, shift: true })));
+  const per = variants.length;
   const r = model.numTokens;
   const { channels: dc, height: h, width: w } = ds;
   const c = model.imageChannels;
@@ -155,7 +196,9 @@ export function tokenizeImages(
   const labels = new Int32Array(rows);
   const index = new Int32Array(rows);
   const flipped = new Uint8Array(rows);
+  const shifts = opts.shift ? new Int32Array(rows * 2) : undefined;
   const scenes = isSceneDataset(ds) ? ds : null;
+  if (scenes && opts.shift) throw new Error(`${ds.name}: augment 'shift' would move scene items across their cells; use 'flip' for scenes`);
   const captions: string[] | undefined = scenes ? new Array<string>(rows) : undefined;
   const started = Date.now();
   for (let s = 0; s < n; s += batch) {
@@ -164,31 +207,30 @@ export function tokenizeImages(
     const data = new Float32Array(b * c * plane);
     for (let i = s; i < e; i++) {
       const sample = ds.get(i);
-      const row = (i - s) * per;
-      for (let ch = 0; ch < c; ch++) {
-        const src = sample.image.subarray((dc === 1 ? 0 : ch) * plane, ((dc === 1 ? 0 : ch) + 1) * plane);
-        data.set(src, (row * c + ch) * plane);
-        if (opts.flip) {
-          const dst = ((row + 1) * c + ch) * plane;
-          for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[dst + y * w + x] = src[y * w + (w - 1 - x)]!;
-        }
+      let img = sample.image.subarray(0, dc * plane);
+      if (dc !== c) { // grey → RGB
+        const rgb = new Float32Array(c * plane);
+        for (let ch = 0; ch < c; ch++) rgb.set(img, ch * plane);
+        img = rgb;
       }
-      for (let k = 0; k < per; k++) {
-        labels[i * per + k] = sample.label;
-        index[i * per + k] = i;
-        flipped[i * per + k] = k;
-      }
-      if (scenes) {
-        const items = scenes.items(i);
-        captions![i * per] = sceneCaption(items);
-        if (opts.flip) captions![i * per + 1] = sceneCaption(mirrorItems(items));
-      }
+      const [dy, dx] = opts.shift ? imageShift(i) : [0, 0];
+      variants.forEach((v, k) => {
+        const row = i * per + k;
+        let x = v.flip ? mirror(img, c, h, w) : img;
+        if (v.shift) x = translate(x, c, h, w, dy, dx);
+        data.set(x, ((i - s) * per + k) * c * plane);
+        labels[row] = sample.label;
+        index[row] = i;
+        flipped[row] = v.flip ? 1 : 0;
+        if (shifts && v.shift) shifts.set([dy, dx], row * 2);
+        if (scenes) captions![row] = sceneCaption(v.flip ? mirrorItems(scenes.items(i)) : scenes.items(i));
+      });
     }
     const ids = model.tokenize(new Tensor(data, [b, c, h, w]));
     for (let k = 0; k < b; k++) tokens.set(ids[k]!, (s * per + k) * r);
     opts.onProgress?.(e * per, rows);
   }
-  return { tokens, labels, index, flipped, captions, images: n, seconds: (Date.now() - started) / 1000 };
+  return { tokens, labels, index, flipped, shifts, captions, images: n, seconds: (Date.now() - started) / 1000 };
 }
 
 function isSceneDataset(ds: ImageDataset): ds is SceneDataset {
@@ -261,12 +303,15 @@ export async function runTokenizeDataset(args: ParsedArgs, log: (line: string) =
       ? mode === 'pad' ? 'fitted inside and padded' : 'shorter side resized and centre-cropped'
       : p.source === FMNIST_SCENES ? `scenes of 28×28 items in 32×32 cells, drawn` : `28×28 ${mode === 'pad' ? 'padded' : 'resized (bilinear)'}`;
     const preprocess = `${how} to ${h}×${w} (resize mode '${mode}', from ${modeFrom})`;
-    const rowsTotal = count * (p.augment === 'flip' ? 2 : 1);
-    log(`${split}: ${fmt(count)} of ${fmt(ds.size)} images of ${ds.name}${p.augment === 'flip' ? ' and their mirrors' : ''}, ${preprocess}`);
+    const flip = p.augment.includes('flip');
+    const shift = p.augment.includes('shift');
+    const rowsTotal = count * (flip ? 2 : 1) * (shift ? 2 : 1);
+    const extra = [flip ? 'their mirrors' : '', shift ? `translated copies (up to ${MAX_SHIFT} px)` : ''].filter(Boolean).join(' and ');
+    log(`${split}: ${fmt(count)} of ${fmt(ds.size)} images of ${ds.name}${extra ? ` and ${extra}` : ''}, ${preprocess}`);
     const bar = new ProgressBar(`tokenize-dataset ${split}`, rowsTotal);
     let result: TokenizeSplitResult;
     try {
-      result = tokenizeImages(model, ds, { count, batch: p.batch, flip: p.augment === 'flip', onProgress: (done) => bar.update(done) });
+      result = tokenizeImages(model, ds, { count, batch: p.batch, flip, shift, onProgress: (done) => bar.update(done) });
     } catch (err) {
       bar.abort();
       throw err;
@@ -278,6 +323,7 @@ export async function runTokenizeDataset(args: ParsedArgs, log: (line: string) =
       labels: result.labels,
       index: result.index,
       flipped: result.flipped,
+      shifts: result.shifts,
       captions: result.captions,
       tokenizerPath: label,
       tokenizerFile: weightsFile,

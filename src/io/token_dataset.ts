@@ -6,6 +6,8 @@
 //   labels  I32 [N]     class index into class_names
 //   index   I32 [N]     index of the source image in its split
 //   flipped U8  [N]     1 for a horizontally flipped copy (with augment 'flip': original, then its flip)
+// with augment 'shift' / 'flip+shift' also (each image's rows: original, [flip,] translated original[, translated flip]):
+//   shift   I32 [N, 2]  the (dy, dx) pixel translation of each row (0, 0 for untranslated rows)
 // and, for captioned data (fmnist-scenes), the caption of every row as UTF-8:
 //   caption_bytes   U8  [total bytes]   the captions one after another
 //   caption_offsets I32 [N + 1]         row i's caption is caption_bytes[offsets[i] .. offsets[i+1])
@@ -38,7 +40,10 @@ export class TokenDatasetError extends Error {
   }
 }
 
-export type TokenAugment = 'none' | 'flip';
+export type TokenAugment = 'none' | 'flip' | 'shift' | 'flip+shift';
+const AUGMENTS: readonly TokenAugment[] = ['none', 'flip', 'shift', 'flip+shift'];
+/** Largest |dy|, |dx| a 'shift' row may record. */
+const SHIFT_LIMIT = 8;
 
 /** What a token dataset records besides its arrays. */
 export interface TokenDatasetInfo {
@@ -75,6 +80,8 @@ export interface TokenDataset extends TokenDatasetInfo {
   index: Int32Array;
   /** [count] 1 for a flipped copy, else 0. */
   flipped: Uint8Array;
+  /** [count · 2] (dy, dx) translation of each row with augment 'shift' / 'flip+shift', else null */
+  shifts: Int32Array | null;
   /** [count] the caption of each row (captioned data such as fmnist-scenes), else null */
   captions: string[] | null;
   /** Every metadata string of the file (including informational keys such as preprocess and seconds). */
@@ -87,6 +94,8 @@ export interface TokenDatasetContent extends TokenDatasetInfo {
   labels: Int32Array;
   index: Int32Array;
   flipped: Uint8Array;
+  /** [count · 2] per-row translations, required with augment 'shift' / 'flip+shift' */
+  shifts?: Int32Array;
   /** one caption per row, for captioned data */
   captions?: string[];
   /** Informational metadata (strings) stored next to the required keys; may not override them. */
@@ -127,6 +136,10 @@ export function writeTokenDataset(file: string, content: TokenDatasetContent): v
     flipped: { dtype: 'U8', shape: [count], data: content.flipped },
   }, '');
   const captions = content.captions === undefined ? {} : encodeCaptions(file, content.captions, count);
+  const hasShift = content.augment.includes('shift');
+  if (hasShift !== (content.shifts !== undefined)) throw new Error(`writeTokenDataset ${file}: augment '${content.augment}' ${hasShift ? 'needs' : 'takes no'} per-row shifts`);
+  const shift: Record<string, TensorData> = content.shifts === undefined ? {} : { shift: { dtype: 'I32', shape: [count, 2], data: content.shifts } };
+  if (content.shifts) checkShifts(file, content.shifts, count, '');
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeSafetensors(
     file,
@@ -135,6 +148,7 @@ export function writeTokenDataset(file: string, content: TokenDatasetContent): v
       labels: { dtype: 'I32', shape: [count], data: content.labels },
       index: { dtype: 'I32', shape: [count], data: content.index },
       flipped: { dtype: 'U8', shape: [count], data: content.flipped },
+      ...shift,
       ...captions,
     },
     metadata,
@@ -230,11 +244,36 @@ export function readTokenDataset(file: string): TokenDataset {
       labels: tensors.labels!.data as Int32Array,
       index: tensors.index!.data as Int32Array,
       flipped: tensors.flipped!.data as Uint8Array,
+      shifts: readShifts(file, st, info, count),
       captions: decodeCaptions(file, st, count),
       metadata,
     };
   } finally {
     st.close();
+  }
+}
+
+/** The 'shift' tensor: present exactly with augment 'shift' / 'flip+shift', I32 [N, 2], values within ±SHIFT_LIMIT. */
+function readShifts(file: string, st: SafetensorsFile, info: TokenDatasetInfo, count: number): Int32Array | null {
+  const want = info.augment.includes('shift');
+  if (!st.has('shift')) {
+    if (want) throw new TokenDatasetError(file, `tensor 'shift' is missing (metadata augment is '${info.augment}')`);
+    return null;
+  }
+  if (!want) throw new TokenDatasetError(file, `it has a 'shift' tensor but metadata augment is '${info.augment}'`);
+  const t = st.info('shift');
+  if (t.dtype !== 'I32' || t.shape.length !== 2 || t.shape[0] !== count || t.shape[1] !== 2) {
+    throw new TokenDatasetError(file, `tensor 'shift' is ${t.dtype} [${t.shape.join(', ')}], expected I32 [${count}, 2]`);
+  }
+  const data = st.read('shift').data as Int32Array;
+  checkShifts(file, data, count, 'the file is corrupt; ');
+  return data;
+}
+
+function checkShifts(file: string, shifts: Int32Array, count: number, corrupt: string): void {
+  if (shifts.length !== count * 2) throw new TokenDatasetError(file, `${corrupt}${shifts.length} shift values for ${count} rows (expected ${count} × 2)`);
+  for (let i = 0; i < shifts.length; i++) {
+    if (!(Math.abs(shifts[i]!) <= SHIFT_LIMIT)) throw new TokenDatasetError(file, `${corrupt}shift ${shifts[i]} at row ${i >> 1} is outside ±${SHIFT_LIMIT} px`);
   }
 }
 
@@ -267,8 +306,8 @@ function parseInfo(file: string, m: Record<string, string>): TokenDatasetInfo {
   const codebookSize = parsePositiveInt(file, 'codebook_size', m.codebook_size!);
   const numTokens = parsePositiveInt(file, 'num_tokens', m.num_tokens!);
   if (!/^[0-9a-f]{64}$/.test(m.tokenizer_sha256!)) throw new TokenDatasetError(file, `metadata 'tokenizer_sha256' is '${m.tokenizer_sha256}', not 64 lowercase hex digits`);
-  const augment = m.augment!;
-  if (augment !== 'none' && augment !== 'flip') throw new TokenDatasetError(file, `metadata 'augment' is '${augment}', expected 'none' or 'flip'`);
+  const augment = m.augment! as TokenAugment;
+  if (!AUGMENTS.includes(augment)) throw new TokenDatasetError(file, `metadata 'augment' is '${augment}', expected ${AUGMENTS.map((a) => `'${a}'`).join(', ')}`);
   let classNames: unknown;
   try {
     classNames = JSON.parse(m.class_names!);
@@ -331,7 +370,7 @@ function checkArrays(file: string, info: TokenDatasetInfo, t: Record<string, Ten
     if (index[i]! < 0) throw new TokenDatasetError(file, `${corrupt}index ${index[i]} at row ${i} is negative`);
     const f = flipped[i]!;
     if (f > 1) throw new TokenDatasetError(file, `${corrupt}flipped is ${f} at row ${i}, expected 0 or 1`);
-    if (f === 1 && info.augment === 'none') throw new TokenDatasetError(file, `${corrupt}row ${i} is marked flipped but metadata augment is 'none'`);
+    if (f === 1 && !info.augment.includes('flip')) throw new TokenDatasetError(file, `${corrupt}row ${i} is marked flipped but metadata augment is '${info.augment}'`);
   }
   return n;
 }
