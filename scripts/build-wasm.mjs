@@ -5,7 +5,9 @@
 // The output is reproducible: no debug info, names or paths, stripped, fixed input order (`--verify` builds
 // twice from scratch and compares the bytes).
 // Toolchain (Debian): clang, lld, wasi-libc, libc++-14-dev-wasm32, libc++abi-14-dev-wasm32, libclang-rt-14-dev-wasm32.
-// Options: --verify (build twice without the object cache, compare), --threads (the multi-threaded variant,
+// Options: --verify (build twice without the object cache, compare), --check (build from scratch into a temporary
+// folder and fail unless the bytes equal the committed module: CI's guard against a stale .wasm; writes nothing),
+// --threads (the multi-threaded variant,
 // native/wasm/flextok_kernels_mt.wasm: atomics, an imported shared memory). WASM_CXX names the compiler,
 // WASM_BUILD_JOBS (default 2) bounds parallel compiles. Objects are cached in native/wasm/build/ by a hash of
 // the flags and every source and header.
@@ -18,10 +20,11 @@ import path from 'node:path';
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
 const args = process.argv.slice(2);
 const verify = args.includes('--verify');
+const check = args.includes('--check');
 const threads = args.includes('--threads');
 for (const a of args) {
-  if (!['--verify', '--threads'].includes(a)) {
-    console.error('usage: node scripts/build-wasm.mjs [--verify] [--threads]');
+  if (!['--verify', '--threads', '--check'].includes(a)) {
+    console.error('usage: node scripts/build-wasm.mjs [--verify | --check] [--threads]');
     process.exit(2);
   }
 }
@@ -165,6 +168,25 @@ async function smokeTest(file) {
 const t0 = Date.now();
 const version = checkToolchain();
 const outFile = path.join(root, output);
+if (check) {
+  // CI: the committed module must be what these sources build to
+  if (!existsSync(outFile)) fail(`${output} is missing; run \`npm run build:wasm${threads ? ' -- --threads' : ''}\` and commit it`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flextok-wasm-check-'));
+  try {
+    const fresh = path.join(dir, 'fresh.wasm');
+    await build(path.join(dir, 'obj'), fresh, false);
+    const want = createHash('sha256').update(readFileSync(fresh)).digest('hex');
+    const have = createHash('sha256').update(readFileSync(outFile)).digest('hex');
+    if (want !== have) {
+      fail(`${output} is stale: the sources build to sha256 ${want}, the committed file is ${have}; ` +
+        `run \`npm run build:wasm${threads ? ' -- --threads' : ''}\` and commit the result`);
+    }
+    console.log(`[build-wasm] ${output} matches its sources (sha256 ${have}; ${version}; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 mkdirSync(path.dirname(outFile), { recursive: true });
 const tmpOut = `${outFile}.tmp`;
 const stats = await build(path.join(root, 'native', 'wasm', 'build', threads ? 'mt' : 'st'), path.relative(root, tmpOut), true);
