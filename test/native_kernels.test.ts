@@ -9,6 +9,7 @@ import { jsOnlyRequested, nativeUnavailableReason } from '../src/tensor/backend.
 import { loadNativeKernels, nativeAddon, nativeThreads } from '../src/tensor/backend_native.js';
 import type { AttentionArgs, BinaryOp, Conv2dGeom, GemmArgs, Kernels, UnaryOp } from '../src/tensor/kernels.js';
 import { jsKernels } from '../src/tensor/kernels_js/index.js';
+import { mulberry32, uniformArrays } from './helpers/random.js';
 
 const K = loadNativeKernels() as Kernels;
 const addon = nativeAddon();
@@ -39,22 +40,8 @@ function onEachIsa(fn: (isa: string) => void): void {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = mulberry32(12345);
-function randn(n: number, lo = -1, hi = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
-  return a;
-}
+const randn = uniformArrays(rand);
 
 /** Asserts |actual - expected| <= atol + rtol |expected| elementwise (NaN must match NaN). */
 function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number, label: string): void {

@@ -16,6 +16,7 @@ import type { WasmKernels } from '../src/tensor/kernels_wasm/kernels.js';
 import { instantiateKernelsSync, WasmTrap } from '../src/tensor/kernels_wasm/module.js';
 import type { AttentionArgs, BinaryOp, Conv2dGeom, FArr, GemmArgs, UnaryOp } from '../src/tensor/kernels.js';
 import { jsKernels as J } from '../src/tensor/kernels_js/index.js';
+import { mulberry32, uniformArrays } from './helpers/random.js';
 
 const repoRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const missing = wasmUnavailableReason();
@@ -44,22 +45,8 @@ function onEachIsa(fn: (isa: string) => void): void {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = mulberry32(20261206);
-function randf(n: number, lo = -1, hi = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
-  return a;
-}
+const randf = uniformArrays(rand);
 const copy = (x: Float32Array): Float32Array => Float32Array.from(x);
 
 /** |actual − expected| ≤ atol + rtol·|expected| elementwise; NaN must meet NaN, ±Infinity itself. */

@@ -62,8 +62,9 @@ function param(shape: number[], dtype: FloatDType, fill = 0): Tensor {
 // ---------------------------------------------------------------------------------------------
 // blocks
 
-/** Causal self-attention, no biases, optional QK-norm (RMSNorm with a gain [hd] shared by the heads). */
-export class ArAttention {
+/** The weights of one attention layer: q, k, v and output projections without biases, optional QK-norm (RMSNorm
+ * with a gain [hd] shared by the heads). */
+class AttentionWeights {
   wq: Tensor; // [D, D]
   wk: Tensor; // [D, D]
   wv: Tensor; // [D, D]
@@ -87,6 +88,15 @@ export class ArAttention {
     this._eps = cfg.norm_eps;
   }
 
+  /** Attention output o [B, L, H, hd] → [B, L, D]. */
+  output(o: Tensor): Tensor {
+    const [b, l] = o.shape;
+    return linear(reshape(o, [b, l, this._heads * this._headDim]), this.proj);
+  }
+}
+
+/** Causal self-attention (bidirectional under a mask, for the text encoder). */
+export class ArAttention extends AttentionWeights {
   /** x [B, L, D] → q, k, v [B, L, H, hd] (q and k normalised per head). */
   qkv(x: Tensor): { q: Tensor; k: Tensor; v: Tensor } {
     const [b, l] = x.shape;
@@ -101,12 +111,6 @@ export class ArAttention {
     return { q, k, v };
   }
 
-  /** Attention output o [B, L, H, hd] → [B, L, D]. */
-  output(o: Tensor): Tensor {
-    const [b, l] = o.shape;
-    return linear(reshape(o, [b, l, this._heads * this._headDim]), this.proj);
-  }
-
   /** Training / full recomputation: x [B, L, D] → [B, L, D], causal; or bidirectional under `mask` [B, L, L]
    * (the text encoder). */
   forward(x: Tensor, mask?: Uint8Array): Tensor {
@@ -115,31 +119,8 @@ export class ArAttention {
   }
 }
 
-/** Cross-attention from the token stream to the prompt states, no biases, optional QK-norm. */
-export class ArCrossAttention {
-  wq: Tensor; // [D, D]
-  wk: Tensor; // [D, D]
-  wv: Tensor; // [D, D]
-  qNorm: Tensor | null; // [hd]
-  kNorm: Tensor | null; // [hd]
-  proj: Tensor; // [D, D]
-  readonly _heads: number;
-  readonly _headDim: number;
-  readonly _eps: number;
-
-  constructor(cfg: ArModelConfig, dtype: FloatDType) {
-    const d = cfg.dim;
-    this.wq = param([d, d], dtype);
-    this.wk = param([d, d], dtype);
-    this.wv = param([d, d], dtype);
-    this.qNorm = cfg.qk_norm ? param([cfg.head_dim], dtype, 1) : null;
-    this.kNorm = cfg.qk_norm ? param([cfg.head_dim], dtype, 1) : null;
-    this.proj = param([d, d], dtype);
-    this._heads = numHeads(cfg);
-    this._headDim = cfg.head_dim;
-    this._eps = cfg.norm_eps;
-  }
-
+/** Cross-attention from the token stream to the prompt states. */
+export class ArCrossAttention extends AttentionWeights {
   /** Prompt states c [B, Lt, D] → keys and values [B, Lt, H, hd] (computed once per prompt when sampling). */
   keysValues(c: Tensor): { k: Tensor; v: Tensor } {
     const [b, lt] = c.shape;
@@ -155,8 +136,7 @@ export class ArCrossAttention {
     const [b, l] = x.shape;
     let q = reshape(linear(x, this.wq), [b, l, this._heads, this._headDim]);
     if (this.qNorm) q = rmsNorm(q, this.qNorm, this._eps);
-    const o = attention(q, k, v, { mask });
-    return linear(reshape(o, [b, l, this._heads * this._headDim]), this.proj);
+    return this.output(attention(q, k, v, { mask }));
   }
 }
 

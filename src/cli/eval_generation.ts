@@ -53,6 +53,23 @@ export const evalGenerationSpec: CommandSpec = {
   ],
 };
 
+/** One progress bar per phase ("generate", "decode k = 4", …): a new bar whenever the phase's name changes. */
+function phaseProgress(): { update: (what: string, done: number, total: number) => void; done: () => void } {
+  let bar: ProgressBar | null = null;
+  let label = '';
+  return {
+    update(what, done, total) {
+      if (what !== label) {
+        bar?.done();
+        bar = new ProgressBar(what, total);
+        label = what;
+      }
+      bar!.update(done, total);
+    },
+    done: () => bar?.done(),
+  };
+}
+
 function subset(ds: ImageDataset, indices: number[]): LabelledImages {
   const per = ds.channels * ds.height * ds.width;
   const data = new Float32Array(indices.length * per);
@@ -128,20 +145,12 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
     }
     knownRecon = new Map(prev.rows.map((r) => [r.k, { fdRecon: r.fdRecon, reconAccuracy: r.reconAccuracy }]));
   }
-  let bar: ProgressBar | null = null;
-  let barLabel = '';
+  const progress = phaseProgress();
   const report = evaluateGeneration(gen, {
     perClass, ks, settings, classifiers, featureModel: classifiers[0].model, reference, floorImages, reconImages, knownRecon,
-    onProgress: (what, done, total) => {
-      if (what !== barLabel) {
-        bar?.done();
-        bar = new ProgressBar(what, total);
-        barLabel = what;
-      }
-      bar!.update(done, total);
-    },
+    onProgress: progress.update,
   });
-  (bar as ProgressBar | null)?.done();
+  progress.done();
   fs.mkdirSync(outDir, { recursive: true });
   const table = generationTable(report);
   fs.writeFileSync(path.join(outDir, 'report.md'), `${table}\n`);
@@ -220,20 +229,9 @@ async function evalScenes(args: ParsedArgs, gen: Generator, settings: Generation
   log(`eval-generation: ${gen.source}, ${flat.length} prompts (${perN} per item count n = 1..4, test scenes from ${first}), 1 sample each, ` +
     `k = ${(ks ?? []).join(', ') || `1, 2, 4, …, ${r}`}; cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, ` +
     `decoder ${settings.decoder_steps} steps, guidance ${settings.decoder_guidance}; ${reconSet ? reconSet.images.shape[0] : 0} reconstructions of test scenes`);
-  let bar: ProgressBar | null = null;
-  let barLabel = '';
-  const report = evaluateSceneGeneration(gen, {
-    prompts: flat, ks, settings, classifier, recon: reconSet,
-    onProgress: (what, done, total) => {
-      if (what !== barLabel) {
-        bar?.done();
-        bar = new ProgressBar(what, total);
-        barLabel = what;
-      }
-      bar!.update(done, total);
-    },
-  });
-  (bar as ProgressBar | null)?.done();
+  const progress = phaseProgress();
+  const report = evaluateSceneGeneration(gen, { prompts: flat, ks, settings, classifier, recon: reconSet, onProgress: progress.update });
+  progress.done();
   fs.mkdirSync(outDir, { recursive: true });
   const table = sceneTable(report);
   fs.writeFileSync(path.join(outDir, 'report.md'), `${table}\n`);
