@@ -3,12 +3,12 @@
 // then the shipped generator draws one sample per class, decoded at k = 1, 2, 4, …, R as its tokens appear.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { clampToDisplayRange, mse, psnrPerImage } from '../eval/metrics.js';
 import { Generator, type Preview } from '../ar/generator.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import { concat, slice } from '../tensor/ops.js';
 import { loadImage, padToCanvas, saveGrid } from '../io/image.js';
+import { packageRoot } from '../io/package_root.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { ProgressBar } from './progress.js';
@@ -42,23 +42,6 @@ export const demoSpec: CommandSpec = {
   ],
 };
 
-/** The folder holding package.json: two levels above src/cli/, three above dist/src/cli/. */
-export function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name === 'flextok') return dir;
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`cannot find the flextok package root above ${path.dirname(fileURLToPath(import.meta.url))}`);
-    dir = parent;
-  }
-}
 
 /** The first `channels` planes of an RGB [1, 3, H, W] image (grey images have R = G = B). */
 function takeChannels(rgb: Tensor, channels: number): Tensor {

@@ -11,6 +11,7 @@ import { paritySpec, runParityCommand } from './parity_cmd.js';
 import { pullSpec, runPull } from './pull.js';
 import { reconstructSpec, runReconstruct } from './reconstruct.js';
 import { runTokenize, tokenizeSpec } from './tokenize.js';
+import { runServe, serveSpec } from './serve.js';
 import { runTokenizeDataset, tokenizeDatasetSpec } from './tokenize_dataset.js';
 import { runTrainAr, runTrainTokenizer, runTrainVae, trainArSpec, trainTokenizerSpec, trainVaeSpec } from '../train/cli.js';
 import { describeBackend } from '../tensor/backend.js';
@@ -41,6 +42,7 @@ const COMMANDS: readonly Command[] = [
   { spec: trainVaeSpec, run: async (a) => (await runTrainVae(a), 0) },
   { spec: trainArSpec, run: async (a) => (await runTrainAr(a), 0) },
   { spec: tokenizeDatasetSpec, run: async (a) => (await runTokenizeDataset(a, log), 0) },
+  { spec: serveSpec, run: (a) => runServe(a, print, log) },
 ];
 
 function version(): string {
