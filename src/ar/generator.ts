@@ -3,8 +3,7 @@
 // for a text-conditional model) into token ids and images, and hands out coarse-to-fine previews (prefixes 1, 2,
 // 4, … decoded as soon as they exist).
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { fs, path } from '../io/node_builtins.js';
 import { FlexTok } from '../flextok/model.js';
 import { sha256OfFile, tokenizerWeightsFile } from '../io/token_dataset.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -42,6 +41,16 @@ export interface Preview {
 
 /** What to generate, one sample per entry: class ids (class-conditional model) or prompts (text-conditional). */
 export type GenerationCondition = number[] | string[];
+
+/** The hex sha256 of `bytes` with Web Crypto (globalThis.crypto.subtle: browsers, and Node ≥ 19). */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const subtle = globalThis.crypto?.subtle;
+  if (subtle === undefined) throw new Error('sha256: Web Crypto (crypto.subtle) is unavailable here (a browser needs a secure context: https or localhost)');
+  // digest wants an ArrayBuffer-backed view; copy one held by a SharedArrayBuffer
+  const view = bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
+  const digest = new Uint8Array(await subtle.digest('SHA-256', view));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 /** The prefix lengths previews are decoded at: 1, 2, 4, … below n, and n itself. */
 export function previewLengths(n: number): number[] {
@@ -88,6 +97,23 @@ export class Generator {
         `not on ${weights} (sha256 ${sha.slice(0, 12)}…): its tokens would decode to garbage. Pass --tokenizer with the tokenizer it was trained on.`);
     }
     return new Generator(model, FlexTok.load(weights, { cacheRoot: opts.cacheRoot }), file);
+  }
+
+  /**
+   * A generator from the bytes of its `model.safetensors` and a tokenizer already loaded (no file system: the
+   * browser build's loader). `tokenizerWeights` is the tokenizer's `model.safetensors` bytes or the hex sha256
+   * of them; it must match the sha256 recorded at training time (Web Crypto digests asynchronously).
+   */
+  static async fromBytes(arBytes: Uint8Array, tokenizer: FlexTok, tokenizerWeights: Uint8Array | string, label = '<memory>'): Promise<Generator> {
+    const model = FlexAR.fromBytes(arBytes, label);
+    const recordedSha = model.metadata[AR_META.tokenizerSha256];
+    if (!recordedSha) throw new Error(`${label}: the generator does not record which tokenizer it was trained on (metadata '${AR_META.tokenizerSha256}')`);
+    const sha = typeof tokenizerWeights === 'string' ? tokenizerWeights.toLowerCase() : await sha256Hex(tokenizerWeights);
+    if (sha !== recordedSha) {
+      throw new Error(`${label} was trained on the tokenizer ${model.metadata[AR_META.tokenizer] ?? '?'} (weights sha256 ${recordedSha.slice(0, 12)}…), ` +
+        `not on ${tokenizer.source} (sha256 ${sha.slice(0, 12)}…): its tokens would decode to garbage.`);
+    }
+    return new Generator(model, tokenizer, label);
   }
 
   /** A class given as an index ("3") or a name (case-insensitive, e.g. "sneaker", "Ankle boot"). */

@@ -31,9 +31,8 @@
 // (a linear map of h + Σ P_i[d_i] would make each earlier digit's effect on the logits additive).
 // Loss = Σ_j CE_j = −log p(t) per token, in nats: directly comparable with the flat head's loss.
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { readSafetensors, toFloat32, writeSafetensors, type TensorData } from '../io/safetensors.js';
+import { fs, path } from '../io/node_builtins.js';
+import { decodeSafetensors, readSafetensors, toFloat32, writeSafetensors, type TensorData } from '../io/safetensors.js';
 import { float32ToBfloat16, float32ToFloat16 } from '../tensor/half.js';
 import { namedTensors, parameters } from '../tensor/module.js';
 import { attention, crossEntropy, linear, rmsNorm } from '../tensor/nn.js';
@@ -755,6 +754,17 @@ export class FlexAR {
   /** Read a model written by save (float32 in memory whatever the file's dtype); its metadata is kept in .metadata. */
   static load(file: string): FlexAR {
     const { metadata, tensors } = readSafetensors(file);
+    return FlexAR.fromSafetensors(metadata, tensors, file);
+  }
+
+  /** A model from the bytes of a file written by save (no file system: works in a browser); `label` names it in messages. */
+  static fromBytes(bytes: Uint8Array, label = '<memory>'): FlexAR {
+    const { metadata, tensors } = decodeSafetensors(bytes, label);
+    return FlexAR.fromSafetensors(metadata, tensors, label);
+  }
+
+  /** The model of a decoded safetensors file (shared by load and fromBytes). */
+  private static fromSafetensors(metadata: Record<string, string>, tensors: Map<string, TensorData>, file: string): FlexAR {
     const text = metadata[AR_CONFIG_KEY];
     if (text === undefined) throw new Error(`${file}: not a flextok AR model (no '${AR_CONFIG_KEY}' in the safetensors metadata)`);
     let json: unknown;

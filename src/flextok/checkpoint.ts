@@ -5,9 +5,8 @@
 // The official loader hands the metadata to `hydra.utils.instantiate`, which imports and calls whatever
 // `_target_` names. Here a target outside ALLOWED_TARGETS is refused before anything else is done, and
 // each allowed target has a builder that accepts only its official constructor arguments.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { openSafetensors, toFloat32 } from '../io/safetensors.js';
+import { fs, path } from '../io/node_builtins.js';
+import { decodeSafetensors, openSafetensors, toFloat32, type TensorData } from '../io/safetensors.js';
 import { parsePyLiteral, PyLiteralError, type PyKey, type PyValue } from '../io/pyliteral.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DecoderConfig, EncoderConfig, MaskMode, TransformerConfig } from './tokenizer_config.js';
@@ -989,6 +988,39 @@ export function checkpointFile(pathOrDir: string): string {
   return file;
 }
 
+const NO_CONFIG = 'the file has no model config in its metadata and there is no config.json next to it';
+
+/** The checkpoint's parts as they come out of a safetensors reader (a file read tensor by tensor, or bytes). */
+interface CheckpointSource {
+  metadata: Record<string, string>;
+  names: readonly string[];
+  read(name: string): TensorData;
+}
+
+/** Builds a checkpoint from its safetensors parts: the config (from the metadata, or `configJson` when the
+ * metadata has none) checked against the allow-list before any tensor is read, then every tensor as float32.
+ * Shared by readCheckpoint (files) and checkpointFromBytes (memory, no Node APIs). */
+function assembleCheckpoint(label: string, src: CheckpointSource, configJson: () => { text: string; source: string } | null): LoadedCheckpoint {
+  let parsed: PyMap;
+  if (Object.keys(src.metadata).some((k) => k !== 'format')) {
+    parsed = parseMetadataConfig(src.metadata, label);
+  } else {
+    const json = configJson();
+    if (json === null) throw new CheckpointConfigError(label, '', NO_CONFIG);
+    parsed = parseJsonConfig(json.text, json.source);
+  }
+  const config = buildFlexTokConfig(parsed, label);
+  const tensors = new Map<string, Tensor>();
+  const dtypes = new Set<string>();
+  for (const name of src.names) {
+    const td = src.read(name);
+    dtypes.add(td.dtype);
+    // Each reader returns a fresh buffer per tensor, so the float32 values (converted or not) are ours to keep.
+    tensors.set(name, new Tensor(toFloat32(td), td.shape));
+  }
+  return { file: label, config, metadata: { ...src.metadata }, tensors, dtypes: [...dtypes] };
+}
+
 /**
  * Reads a FlexTok checkpoint: the header, then the config (from the metadata, or a `config.json` next to the
  * file when the metadata has none) checked against the allow-list before any tensor is read, then every
@@ -998,29 +1030,24 @@ export function readCheckpoint(pathOrDir: string): LoadedCheckpoint {
   const file = checkpointFile(pathOrDir);
   const st = openSafetensors(file);
   try {
-    let parsed: PyMap;
-    if (Object.keys(st.metadata).some((k) => k !== 'format')) {
-      parsed = parseMetadataConfig(st.metadata, file);
-    } else {
+    return assembleCheckpoint(file, { metadata: st.metadata, names: st.names(), read: (name) => st.read(name) }, () => {
       const jsonPath = path.join(path.dirname(file), 'config.json');
-      if (!fs.existsSync(jsonPath)) {
-        throw new CheckpointConfigError(file, '', 'the file has no model config in its metadata and there is no config.json next to it');
-      }
-      parsed = parseJsonConfig(fs.readFileSync(jsonPath, 'utf8'), jsonPath);
-    }
-    const config = buildFlexTokConfig(parsed, file);
-    const tensors = new Map<string, Tensor>();
-    const dtypes = new Set<string>();
-    for (const name of st.names()) {
-      const td = st.read(name);
-      dtypes.add(td.dtype);
-      // read() returns a fresh buffer per tensor, so the float32 values (converted or not) are ours to keep.
-      tensors.set(name, new Tensor(toFloat32(td), td.shape));
-    }
-    return { file, config, metadata: { ...st.metadata }, tensors, dtypes: [...dtypes] };
+      return fs.existsSync(jsonPath) ? { text: fs.readFileSync(jsonPath, 'utf8'), source: jsonPath } : null;
+    });
   } finally {
     st.close();
   }
+}
+
+/** A checkpoint from the bytes of its safetensors file (no file system: works in a browser); `label` names it
+ * in messages, `configJson` is the text of its config.json when the metadata holds no config. */
+export function checkpointFromBytes(bytes: Uint8Array, label = '<memory>', configJson?: string): LoadedCheckpoint {
+  const { metadata, tensors } = decodeSafetensors(bytes, label);
+  return assembleCheckpoint(label, {
+    metadata,
+    names: [...tensors.keys()],
+    read: (name) => tensors.get(name)!,
+  }, () => (configJson === undefined ? null : { text: configJson, source: `${label} (config.json)` }));
 }
 
 /** Reads only the config of a checkpoint (header and metadata; no tensor data). */

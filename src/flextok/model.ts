@@ -1,13 +1,12 @@
 // The FlexTok tokenizer as one object: load an official checkpoint (or a pixel-space one exported by our
 // trainer), turn images into 1D token sequences (VAE → register encoder → FSQ) and token prefixes back into
 // images (FSQ codes → rectified-flow decoder → VAE); a pixel-space model has the identity in place of the VAE.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { fs, path } from '../io/node_builtins.js';
 import { defaultCacheRoot } from '../io/hub.js';
 import { concat, reshape, slice } from '../tensor/ops.js';
 import { mixSeed, Rng } from '../tensor/rng.js';
 import { noGrad, Tensor } from '../tensor/tensor.js';
-import { readCheckpoint, resolveVaeFolder, type FlexTokConfig } from './checkpoint.js';
+import { checkpointFromBytes, readCheckpoint, resolveVaeFolder, type FlexTokConfig, type LoadedCheckpoint } from './checkpoint.js';
 import { FlowDecoder } from './decoder.js';
 import { RegisterEncoder } from './encoder.js';
 import { detokenizeLatents } from './flow.js';
@@ -30,6 +29,13 @@ export interface FlexTokLoadOptions {
   hubDir?: string | string[];
   /** The hub cache root (default `$FLEXTOK_CACHE` or ~/.cache/flextok/hub); also searched for the VAE. */
   cacheRoot?: string;
+}
+
+export interface FlexTokBytesOptions {
+  /** Names the checkpoint in messages (default '<memory>'). */
+  label?: string;
+  /** The text of the checkpoint's config.json, for a file whose metadata holds no config. */
+  configJson?: string;
 }
 
 export interface TokenizeOptions {
@@ -193,14 +199,7 @@ export class FlexTok {
   static load(pathOrDir: string, opts: FlexTokLoadOptions = {}): FlexTok {
     const ckpt = readCheckpoint(pathOrDir);
     const cfg = ckpt.config;
-    if (cfg.vae.kind === 'identity') {
-      const weights = new WeightMap(ckpt.tensors, ckpt.file);
-      for (const prefix of cfg.trainingOnlyPrefixes) weights.ignore((name) => name.startsWith(prefix));
-      const encoder = RegisterEncoder.load(cfg.encoder, weights);
-      const decoder = FlowDecoder.load(cfg.decoder, weights);
-      weights.finish();
-      return new FlexTok(cfg, new IdentityLatentCodec(cfg.vae.latentChannels), encoder, decoder, ckpt.file);
-    }
+    if (cfg.vae.kind === 'identity') return FlexTok.fromPixelCheckpoint(ckpt);
     const hubDirs = [
       ...(opts.hubDir === undefined ? [] : Array.isArray(opts.hubDir) ? opts.hubDir : [opts.hubDir]),
       path.join(path.dirname(ckpt.file), 'hub'),
@@ -247,6 +246,31 @@ export class FlexTok {
     weights.finish();
     const vae = new FlexTokVAE(autoencoder, { scalingFactor: cfg.vae.scalingFactor });
     return new FlexTok(cfg, new VaeLatentCodec(vae), encoder, decoder, ckpt.file);
+  }
+
+  /**
+   * Loads a pixel-space checkpoint from the bytes of its `model.safetensors` (no file system: the browser
+   * build's loader); `label` names it in messages and becomes `source`, `configJson` is the text of its
+   * config.json when the file's metadata holds no config. A model with a VAE is refused (its VAE lives in a
+   * hub repository the browser build cannot read yet).
+   */
+  static fromBytes(bytes: Uint8Array, opts: FlexTokBytesOptions = {}): FlexTok {
+    const ckpt = checkpointFromBytes(bytes, opts.label ?? '<memory>', opts.configJson);
+    if (ckpt.config.vae.kind !== 'identity') {
+      throw new FlexTokInputError(`${ckpt.file}: a tokenizer with a VAE is not supported in the browser build yet; load it with FlexTok.load (Node)`);
+    }
+    return FlexTok.fromPixelCheckpoint(ckpt);
+  }
+
+  /** The model of a pixel-space checkpoint (no VAE): encoder and decoder from its tensors. */
+  private static fromPixelCheckpoint(ckpt: LoadedCheckpoint): FlexTok {
+    const cfg = ckpt.config;
+    const weights = new WeightMap(ckpt.tensors, ckpt.file);
+    for (const prefix of cfg.trainingOnlyPrefixes) weights.ignore((name) => name.startsWith(prefix));
+    const encoder = RegisterEncoder.load(cfg.encoder, weights);
+    const decoder = FlowDecoder.load(cfg.decoder, weights);
+    weights.finish();
+    return new FlexTok(cfg, new IdentityLatentCodec(cfg.vae.latentChannels), encoder, decoder, ckpt.file);
   }
 
   /** A model from modules already in memory, e.g. a training run's weights (shared, not copied); `source`

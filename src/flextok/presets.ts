@@ -1,7 +1,6 @@
 // The released FlexTok tokenizers and VAEs (hub repositories, files, expected sizes from spec §8–9) and the
 // resolution of a `--model` argument (a path, a preset name or a hub id) to a local checkpoint.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { fs, path } from '../io/node_builtins.js';
 import { defaultCacheRoot, repoCacheDir } from '../io/hub.js';
 import type { FlexTokConfig } from './checkpoint.js';
 

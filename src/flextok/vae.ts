@@ -5,8 +5,7 @@
 // Module fields carry the diffusers state_dict names (`down_blocks`, `conv_shortcut`, …) so that
 // `namedTensors(vae)` lists exactly the keys of a diffusers checkpoint (for saving and training).
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { fs, path } from '../io/node_builtins.js';
 
 import { add, clamp, div, exp, mul, reshape, silu, slice, square, sub, sum, transpose } from '../tensor/ops.js';
 import { attention, conv2d, groupNorm, linear, upsampleNearest2x } from '../tensor/nn.js';

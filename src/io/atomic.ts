@@ -1,8 +1,7 @@
 // Atomic file writes: the bytes go to `<file>.tmp-<pid>`, are fsynced, and the temp file is renamed over
 // `file` (then the folder is fsynced), so a kill at any moment leaves either the old or the new file, plus
 // at worst a stale temp file. Used for safetensors files, training checkpoints and run-folder text files.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { fs, path } from './node_builtins.js';
 
 /** Bytes per write call (large buffers are written in pieces). */
 const WRITE_CHUNK_BYTES = 1 << 24;

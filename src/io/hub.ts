@@ -4,10 +4,8 @@
 // Cache layout: `<cacheRoot>/<owner>/<name>/<file>`; cacheRoot defaults to `$FLEXTOK_CACHE` or
 // `~/.cache/flextok/hub`. The endpoint defaults to `$HF_ENDPOINT` or https://huggingface.co. A token in
 // `$HF_TOKEN` (if set) is sent as a bearer token, for gated repositories.
-import { createHash, type Hash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import type { Hash } from 'node:crypto';
+import { crypto, fs, os, path } from './node_builtins.js';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const MAX_REDIRECTS = 8;
@@ -295,7 +293,7 @@ export async function downloadFile(
     throw new HubError(`${what}: size mismatch (the hub says ${expected.size} bytes, got ${size}); the partial file was removed, run again`);
   }
   if (expected.sha256 !== null) {
-    const hash = createHash('sha256');
+    const hash = crypto.createHash('sha256');
     hashFilePrefix(partPath, hash);
     const actual = hash.digest('hex');
     if (actual !== expected.sha256) {
@@ -303,7 +301,7 @@ export async function downloadFile(
       throw new HubError(`${what}: checksum mismatch (sha256 expected ${expected.sha256}, got ${actual}); the download was removed, run again`);
     }
   } else if (expected.gitSha1 !== null && expected.sha256 === null) {
-    const hash = createHash('sha1').update(`blob ${size}\0`);
+    const hash = crypto.createHash('sha1').update(`blob ${size}\0`);
     hashFilePrefix(partPath, hash);
     const actual = hash.digest('hex');
     if (actual !== expected.gitSha1) {

@@ -4,8 +4,7 @@
 // `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}}`
 // (padded with spaces), then the raw little-endian tensor bytes; offsets are relative to the
 // start of that data section. Tensor data is row-major.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import { fs, os } from './node_builtins.js';
 import { bfloat16ToFloat32, float16ToFloat32 } from '../tensor/half.js';
 import { writeFileAtomic } from './atomic.js';
 

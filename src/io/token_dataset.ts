@@ -15,9 +15,7 @@
 // tokenizer_sha256 (of the tokenizer's weights file), codebook_size, num_tokens, data, split, augment,
 // class_names (JSON list), created (ISO date), and informational keys (preprocess, image_size, seconds, …).
 // The reader checks every one of these and names the file, the problem and the fix.
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { crypto, fs, path } from './node_builtins.js';
 import { checkpointFile } from '../flextok/checkpoint.js';
 import { resolveModelPath } from '../flextok/presets.js';
 import { defaultCacheRoot } from './hub.js';
@@ -380,7 +378,7 @@ function checkArrays(file: string, info: TokenDatasetInfo, t: Record<string, Ten
 
 /** sha256 (lowercase hex) of a file, read in 4 MiB pieces (never held whole in memory). */
 export function sha256OfFile(file: string): string {
-  const hash = createHash('sha256');
+  const hash = crypto.createHash('sha256');
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(1 << 22);

@@ -4,14 +4,17 @@
 // unset picks native when the addon is built and falls back to JS otherwise (`npm test` allows no such
 // fallback: scripts/run-tests.mjs runs its native pass with FLEXTOK_BACKEND=native).
 
+// The state itself (the kernels in use) lives in backend_core.ts, which has no Node dependencies; this module
+// adds the Node-only choice (env variables, the native addon, the wasm file) and is swapped for backend_core.ts
+// in the browser bundle (scripts/build-web.mjs).
+
 import type { Kernels } from './kernels.js';
 import { jsKernels } from './kernels_js/index.js';
+import { kernels as currentKernels, setDefaultKernels, setKernels, type BackendName } from './backend_core.js';
 import { loadNativeKernels, nativeAddon, nativeLoadError } from './backend_native.js';
 import { loadWasmKernels, wasmInfo, wasmUnavailableReason } from './backend_wasm.js';
 
-export type BackendName = Kernels['name'];
-
-let current: Kernels | null = null;
+export { setKernels, type BackendName };
 
 /** Said once, on stderr, when the automatic choice falls back to the TypeScript kernels: why, and the fix. */
 function warnFallback(): void {
@@ -49,14 +52,15 @@ function choose(name: string | undefined): Kernels {
   throw new Error(`unknown backend "${name}": use FLEXTOK_BACKEND=js, native or wasm`);
 }
 
+setDefaultKernels(() => choose(process.env.FLEXTOK_BACKEND));
+
 /** The kernels the ops run on (selected on first use from FLEXTOK_BACKEND). */
 export function kernels(): Kernels {
-  if (current === null) current = choose(process.env.FLEXTOK_BACKEND);
-  return current;
+  return currentKernels();
 }
 
 export function setBackend(name: BackendName): void {
-  current = choose(name);
+  setKernels(choose(name));
 }
 
 export function backendName(): BackendName {
