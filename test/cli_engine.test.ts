@@ -1,5 +1,6 @@
 // Which engine runs is said: `flextok --version` names the back end, ISA and thread count, and a run that
-// falls back to the TypeScript kernels says so once on stderr, with the reason and the fix.
+// falls back from the native kernels (to the WebAssembly ones, or to the TypeScript ones when those do not load
+// either) says so once on stderr, with the reason and the fix.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -47,9 +48,19 @@ describe('flextok says which engine runs', () => {
     assert.equal(r.stderr, '', 'no warning when the native kernels load');
   });
 
-  it('without the addon: one warning on stderr with the reason and the fix, and --version says so', async () => {
+  it('without the addon: the WebAssembly kernels, one warning with the reason and the fix, and --version says so', async () => {
     const missing = path.join(dir, 'no-such-addon.node');
     const r = await flextok(['--version'], { FLEXTOK_NATIVE_ADDON: missing });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /engine: WebAssembly C\+\+ kernels \(ISA wasm-simd128, 1 thread; the native addon is not built/);
+    assert.equal(count(r.stderr, /running on the WebAssembly kernels/), 1, r.stderr);
+    assert.match(r.stderr, /npm rebuild flextok/);
+    assert.match(r.stderr, /FLEXTOK_BACKEND=wasm to choose these kernels on purpose/);
+  });
+
+  it('without the addon and the wasm module: the TypeScript kernels, one warning naming both reasons', async () => {
+    const missing = path.join(dir, 'no-such-addon.node');
+    const r = await flextok(['--version'], { FLEXTOK_NATIVE_ADDON: missing, FLEXTOK_WASM_MODULE: path.join(dir, 'none.wasm') });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /engine: pure TypeScript kernels \(1 thread\): the native addon is not built/);
     assert.equal(count(r.stderr, /running on the pure TypeScript kernels/), 1, r.stderr);
@@ -57,12 +68,13 @@ describe('flextok says which engine runs', () => {
     assert.match(r.stderr, new RegExp(`not built \\(${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is missing\\)`));
     assert.match(r.stderr, /npm rebuild flextok/);
     assert.match(r.stderr, /g\+\+/);
+    assert.match(r.stderr, /the WebAssembly kernels do not load either: .*none\.wasm is missing/);
   });
 
   it('with an addon that fails to load: the warning carries the loader error', async () => {
     const broken = path.join(dir, 'broken.node');
     fs.writeFileSync(broken, 'not a shared object');
-    const r = await flextok(['--version'], { FLEXTOK_NATIVE_ADDON: broken });
+    const r = await flextok(['--version'], { FLEXTOK_NATIVE_ADDON: broken, FLEXTOK_WASM_MODULE: path.join(dir, 'none.wasm') });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(count(r.stderr, /running on the pure TypeScript kernels/), 1, r.stderr);
     assert.match(r.stderr, /built but does not load \(.*broken\.node: .+\)/);

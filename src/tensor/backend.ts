@@ -1,8 +1,8 @@
 // The backend choice: which `Kernels` implementation the tensor ops run on (the only global state).
 // FLEXTOK_BACKEND=js forces the pure TypeScript kernels, =native requires the C++ addon, =wasm requires the
-// WebAssembly build of the same C++ kernels (native/wasm/flextok_kernels.wasm; never chosen automatically);
-// unset picks native when the addon is built and falls back to JS otherwise (`npm test` allows no such
-// fallback: scripts/run-tests.mjs runs its native pass with FLEXTOK_BACKEND=native).
+// WebAssembly build of the same C++ kernels (native/wasm/flextok_kernels.wasm, committed); unset picks native when
+// the addon loads, else the wasm kernels, else JS, saying so once on stderr (`npm test` allows no such fallback:
+// scripts/run-tests.mjs runs its native pass with FLEXTOK_BACKEND=native).
 
 // The state itself (the kernels in use) lives in backend_core.ts, which has no Node dependencies; this module
 // adds the Node-only choice (env variables, the native addon, the wasm file) and is swapped for backend_core.ts
@@ -16,22 +16,30 @@ import { loadWasmKernels, wasmInfo, wasmUnavailableReason } from './backend_wasm
 
 export { setKernels, type BackendName };
 
-/** Said once, on stderr, when the automatic choice falls back to the TypeScript kernels: why, and the fix. */
-function warnFallback(): void {
+/** Said once, on stderr, when the automatic choice falls back from the native kernels: to which, why, and the fix. */
+function warnFallback(to: 'wasm' | 'js'): void {
   if (process.env.FLEXTOK_QUIET_BACKEND === '1') return;
+  const what = to === 'wasm'
+    ? 'the WebAssembly kernels, several times slower than the native ones'
+    : `the pure TypeScript kernels, 10–20× slower than the native ones (and the WebAssembly kernels do not load either: ${wasmUnavailableReason()})`;
   process.stderr.write(
-    `flextok: running on the pure TypeScript kernels, 10–20× slower than the native ones: ${nativeUnavailableReason()}.\n` +
+    `flextok: running on ${what}: ${nativeUnavailableReason()}.\n` +
       '  Fix: install g++, make and the Node headers, then `npm rebuild flextok` (in this repository: `npm run build:native`).\n' +
-      '  Set FLEXTOK_BACKEND=js to choose the TypeScript kernels on purpose (and silence this).\n',
+      `  Set FLEXTOK_BACKEND=${to} to choose these kernels on purpose (and silence this).\n`,
   );
 }
+
+/** Whether the kernels in use were the automatic choice's fallback (for describeBackend). */
+let fellBack = false;
 
 function choose(name: string | undefined): Kernels {
   if (name === undefined || name === '' || name === 'auto') {
     const native = loadNativeKernels();
     if (native) return native;
-    warnFallback();
-    return jsKernels;
+    fellBack = true;
+    const wasm = loadWasmKernels();
+    warnFallback(wasm ? 'wasm' : 'js');
+    return wasm ?? jsKernels;
   }
   if (name === 'js') return jsKernels;
   if (name === 'native') {
@@ -98,7 +106,10 @@ export interface BackendInfo {
 export function describeBackend(): string {
   const info = backendInfo();
   if (info.name === 'native') return `native C++ kernels (ISA ${info.isa}, CPU ${info.cpuIsa}, ${info.threads} threads)`;
-  if (info.name === 'wasm') return `WebAssembly C++ kernels (ISA ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}; FLEXTOK_BACKEND=wasm)`;
+  if (info.name === 'wasm') {
+    const how = fellBack ? nativeUnavailableReason() : 'FLEXTOK_BACKEND=wasm';
+    return `WebAssembly C++ kernels (ISA ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}; ${how})`;
+  }
   const why = nativeUnavailableReason();
   return `pure TypeScript kernels (1 thread)${why ? `: ${why}` : ' (FLEXTOK_BACKEND=js)'}`;
 }
