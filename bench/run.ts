@@ -1,7 +1,9 @@
 // Engine benchmark (`npm run bench`, `npm run bench -- --json`): the machine's FMA peak, sgemm and bf16 GEMM
-// rates as % of that peak, fused attention, layernorm and a whole transformer block. Asserts nothing.
+// rates as % of that peak, fused attention, layernorm, a whole transformer block, the d12 shapes, the WebAssembly
+// kernels against the native ones. Asserts nothing.
 // Options: --json (JSON on stdout), --quick (shorter runs), --only=<substring> (entries whose name matches).
 import { arEntry } from './ar.js';
+import { wasmEntry } from './wasm.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { loadNativeKernels } from '../src/tensor/backend_native.js';
@@ -202,6 +204,7 @@ export const entries: BenchEntry[] = [
   blockEntry,
   flextokD12Entry,
   trainStepEntry,
+  wasmEntry,
   arEntry,
   vsPytorchEntry,
 ];
