@@ -5,19 +5,9 @@ import { jsKernels as K } from '../src/tensor/kernels_js/index.js';
 import { roundToBf16 } from '../src/tensor/kernels_js/gemm.js';
 import { erf, erfc } from '../src/tensor/kernels_js/erf.js';
 import type { AttentionArgs, Conv2dGeom, FArr, GemmArgs, UnaryOp } from '../src/tensor/kernels.js';
+import { mulberry32 } from './helpers/random.js';
 
-/** Deterministic uniform generator in [0, 1) (mulberry32). */
-function makeRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rng = makeRng(12345);
+const rng = mulberry32(12345);
 function randn64(n: number, lo = -1, hi = 1): Float64Array {
   const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rng();
