@@ -28,6 +28,22 @@ async function gc(): Promise<void> {
   runGc();
 }
 
+/**
+ * pool.reachableReturned() after full collections, repeated (up to 10 rounds, 10 ms apart) while
+ * any remain: one forced collection does not always free everything that is
+ * unreachable (seen in CI: 224 dead buffers survived two collections and went on the third), while
+ * a real leak stays reachable however often we collect.
+ */
+async function reachableAfterGc(pool: BufferPool): Promise<number> {
+  let n = Infinity;
+  for (let round = 0; round < 10 && n > 0; round++) {
+    if (round > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await gc();
+    n = pool.reachableReturned();
+  }
+  return n;
+}
+
 function bitsEqual(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
   assert.equal(a.length, b.length, `${what}: length`);
   const fa = new Float32Array(a as ArrayLike<number>);
@@ -208,16 +224,14 @@ test('no buffer handed back to the pool is still reachable after training steps'
   const pool = new BufferPool({ detectLeaks: true });
   const trainer = tokenizerTrainer(true, pool);
   for (let s = 0; s < 2; s++) trainer.trainStep();
-  await gc();
   assert.ok(pool.stats().returned > 100, `${pool.stats().returned} buffers handed back`);
-  assert.equal(pool.reachableReturned(), 0, 'a tensor built inside the step outlived it');
+  assert.equal(await reachableAfterGc(pool), 0, 'a tensor built inside the step outlived it');
   // The detector does see a tensor that a step keeps (the one thing the scope contract forbids).
   const stash: Tensor[] = [];
   withBufferPool(pool, () => {
     stash.push(noGrad(() => add(Tensor.ones([128]), 1)));
   });
-  await gc();
-  assert.equal(pool.reachableReturned(), 1);
+  assert.equal(await reachableAfterGc(pool), 1);
   assert.ok(Number.isNaN(stash[0].f[0]), 'and its storage was poisoned');
 });
 
