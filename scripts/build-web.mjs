@@ -1,11 +1,12 @@
-// Builds the browser bundle of the library's core (`npm run build:web`): src/browser/index.ts bundled by esbuild
-// for platform 'browser' (ESM, es2022, minified) into web/flextok.js, plus a copy of the single-threaded wasm
-// kernels (native/wasm/flextok_kernels.wasm) as web/flextok_kernels.wasm. The build fails, naming the import chain,
+// Builds the browser files (`npm run build:web`, also run by `npm install`): the library's core, src/browser/index.ts
+// bundled by esbuild for platform 'browser' (ESM, es2022, minified) into web/flextok.js; the web page's script
+// (src/browser/page.ts → web/app.js) and its engine worker (src/browser/engine_worker.ts → web/engine.js, a classic
+// worker script); and copies of the wasm kernels (native/wasm/flextok_kernels{,_mt}.wasm) in web/. The build fails, naming the import chain,
 // when a Node built-in (`node:*`, or a bare built-in name such as `fs`) or `sharp` is reachable from the entry;
 // two Node-layer modules are swapped for node-free ones (SWAPS: the kernels chooser, the built-ins of file loaders).
-// Options: --out DIR (write there instead of web/), --check (build into a temporary folder and fail unless both
-// files equal the ones in web/ (a stale bundle after a source change: rerun npm run build:web); writes nothing), --entry FILE (bundle another
-// entry: the test of the guard).
+// Options: --out DIR (write there instead of web/), --check (build into a temporary folder and fail unless every
+// file equals the one in web/ (a stale bundle after a source change: rerun npm run build:web); writes nothing),
+// --entry FILE (bundle another entry as flextok.js, and nothing else: the test of the guard).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import os from 'node:os';
@@ -17,9 +18,13 @@ const args = process.argv.slice(2);
 let outDir = path.join(root, 'web');
 let check = false;
 let entry = path.join(root, 'src', 'browser', 'index.ts');
+let onlyEntry = false;
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--out' && args[i + 1]) outDir = path.resolve(args[++i]);
-  else if (args[i] === '--entry' && args[i + 1]) entry = path.resolve(args[++i]);
+  else if (args[i] === '--entry' && args[i + 1]) {
+    entry = path.resolve(args[++i]);
+    onlyEntry = true;
+  }
   else if (args[i] === '--check') check = true;
   else {
     console.error('usage: node scripts/build-web.mjs [--out DIR | --check] [--entry FILE]');
@@ -27,7 +32,7 @@ for (let i = 0; i < args.length; i++) {
   }
 }
 
-const WASM = path.join(root, 'native', 'wasm', 'flextok_kernels.wasm');
+const WASM_FILES = ['flextok_kernels.wasm', 'flextok_kernels_mt.wasm'];
 const builtins = new Set(builtinModules);
 /** The only Node-layer modules the browser graph reaches, as their importers name them, and the node-free
  * modules the bundle takes instead (what a package.json "browser" map does): any other Node import fails. */
@@ -67,46 +72,59 @@ function nodeFreeGuard() {
   };
 }
 
-/** Bundles the entry into `dir`/flextok.js and copies the wasm kernels next to it; returns the two paths. */
-export async function buildWeb(dir) {
-  mkdirSync(dir, { recursive: true });
-  const js = path.join(dir, 'flextok.js');
+/** Bundles `from` into `file` (format 'esm' or 'iife') with the node-free guard. */
+async function bundle(from, file, format) {
   await build({
-    entryPoints: [entry],
-    outfile: js,
+    entryPoints: [from],
+    outfile: file,
     bundle: true,
     platform: 'browser',
-    format: 'esm',
+    format,
     target: 'es2022',
     minify: true,
     legalComments: 'none',
     logLevel: 'silent',
     plugins: [nodeFreeGuard()],
   });
-  const wasm = path.join(dir, 'flextok_kernels.wasm');
-  writeFileSync(wasm, readFileSync(WASM)); // a plain copy (mode 644 whatever the source's)
-  return { js, wasm };
+}
+
+/** Builds every browser file into `dir`; returns their paths (the library bundle first). */
+export async function buildWeb(dir) {
+  mkdirSync(dir, { recursive: true });
+  const js = path.join(dir, 'flextok.js');
+  await bundle(entry, js, 'esm');
+  if (onlyEntry) return [js];
+  const app = path.join(dir, 'app.js');
+  const engine = path.join(dir, 'engine.js');
+  await bundle(path.join(root, 'src', 'browser', 'page.ts'), app, 'esm');
+  await bundle(path.join(root, 'src', 'browser', 'engine_worker.ts'), engine, 'iife');
+  const wasm = WASM_FILES.map((f) => {
+    const to = path.join(dir, f);
+    writeFileSync(to, readFileSync(path.join(root, 'native', 'wasm', f))); // a plain copy (mode 644 whatever the source's)
+    return to;
+  });
+  return [js, app, engine, ...wasm];
 }
 
 async function main() {
   const dir = check ? mkdtempSync(path.join(os.tmpdir(), 'flextok-web-')) : outDir;
   try {
-    const { js, wasm } = await buildWeb(dir);
+    const files = await buildWeb(dir);
     if (check) {
-      const stale = [['web/flextok.js', js], ['web/flextok_kernels.wasm', wasm]].filter(([committed, fresh]) => {
+      const stale = files.map((f) => `web/${path.basename(f)}`).filter((shipped, i) => {
         try {
-          return !readFileSync(path.join(root, committed)).equals(readFileSync(fresh));
+          return !readFileSync(path.join(root, shipped)).equals(readFileSync(files[i]));
         } catch {
           return true;
         }
       });
       if (stale.length > 0) {
-        console.error(`build-web --check: ${stale.map(([c]) => c).join(' and ')} differ from a fresh build; run \`npm run build:web\` and commit the result`);
+        console.error(`build-web --check: ${stale.join(', ')} differ from a fresh build; run \`npm run build:web\``);
         process.exit(1);
       }
-      console.log('build-web --check: web/flextok.js and web/flextok_kernels.wasm are up to date');
+      console.log(`build-web --check: ${files.map((f) => path.basename(f)).join(', ')} are up to date`);
     } else {
-      console.log(`build-web: ${path.relative(root, js)} (${readFileSync(js).length} bytes), ${path.relative(root, wasm)} (${readFileSync(wasm).length} bytes)`);
+      console.log(`build-web: ${files.map((f) => `${path.relative(root, f)} (${readFileSync(f).length} bytes)`).join(', ')}`);
     }
   } catch (e) {
     const errors = e?.errors ?? [];

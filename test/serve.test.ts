@@ -128,6 +128,35 @@ describe('flextok serve (in-process, shipped models)', { timeout: 300_000 }, () 
     assert.match(String(card.headers['content-type']), /^text\/markdown/);
   });
 
+  it('lists and serves the example images (GET /api/examples, /examples/<file>.png) and nothing else from their folder', async () => {
+    const { examples } = json<{ examples: { label: string; url: string }[] }>(await request(base, '/api/examples'));
+    assert.equal(examples.length, 10);
+    assert.deepEqual([examples[0], examples[9]], [{ label: 't-shirt', url: '/examples/0-t-shirt.png' }, { label: 'ankle boot', url: '/examples/9-ankle-boot.png' }]);
+    const png = await request(base, examples[7]!.url);
+    assert.equal(png.status, 200);
+    assert.equal(png.headers['content-type'], 'image/png');
+    assert.ok(png.body.equals(fs.readFileSync(path.join(ROOT, 'assets/fashion-mnist/7-sneaker.png'))));
+    assertIsolationHeaders(png);
+    assert.equal((await request(base, '/examples/LICENSE')).status, 404);
+    assert.equal((await request(base, '/examples/%2e%2e/package.json')).status, 400);
+    assert.equal((await request(base, '/examples/missing.png')).status, 404);
+    assert.equal((await request(base, '/api/examples', { method: 'POST', body: '{}', type: 'application/json' })).status, 405);
+  });
+
+  it('--no-isolation (isolation: false) leaves out COOP/COEP and keeps the other headers', async () => {
+    const plain = createFlextokServer({ root: ROOT, isolation: false, log: () => {} });
+    try {
+      const url = (await plain.listen(0, '127.0.0.1')).url;
+      for (const r of [await request(url, '/'), await request(url, '/api/nothing')]) {
+        assert.equal(r.headers['cross-origin-opener-policy'], undefined);
+        assert.equal(r.headers['cross-origin-embedder-policy'], undefined);
+        assert.equal(r.headers['x-content-type-options'], 'nosniff');
+      }
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('tokenize returns the tokens of FlexTok.tokenize on the same (padded or resized) image; k and target_psnr', async () => {
     const file = path.join(IMAGES, '7-sneaker.png');
     const padded = padToCanvas(await loadImage(file, { resize: false, multipleOf: 1, channels: 1 }), 32, 32);

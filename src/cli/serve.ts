@@ -21,12 +21,15 @@ export const serveSpec: CommandSpec = {
     { name: 'max-queue', kind: 'string', value: 'N', help: 'most computations waiting; past it requests get 503 with Retry-After', defaultText: String(DEFAULT_LIMITS.maxQueue) },
     { name: 'max-image-mb', kind: 'string', value: 'MB', help: 'largest uploaded image in MiB (413 past it)', defaultText: String(DEFAULT_LIMITS.maxImageBytes / MIB) },
     { name: 'log-requests', kind: 'boolean', help: 'log one line per request (method, path, status, milliseconds) to stderr' },
+    { name: 'no-isolation', kind: 'boolean', help: 'leave out the COOP/COEP headers (the page then runs its wasm kernels on one thread; lets other origins embed the files)' },
   ],
   notes: [
     [
-      'Routes (every response carries Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp and',
+      'Routes (every response carries Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp,',
+      'which make the page cross-origin isolated so its wasm kernels can use threads (not with --no-isolation), and',
       'X-Content-Type-Options: nosniff; every error is JSON {"error": "..."}):',
       '  GET  /                      the web page (web/index.html) and the other files of web/',
+      '  GET  /examples/<file>.png   an example image the page offers (assets/fashion-mnist/); GET /api/examples lists them',
       '  GET  /models/<name>/<file>  a model file (.safetensors, .json, .md, .png) with ETag and Cache-Control',
       '  GET  /api                   the routes and limits (JSON)',
       '  GET  /api/health            {ok, backend, queue, rss_bytes, max_rss_bytes}',
@@ -60,7 +63,7 @@ export async function runServe(args: ParsedArgs, print: (line: string) => void, 
   const root = path.resolve(args.str('root') ?? packageRoot());
 
   const backend = describeBackend();
-  const app = createFlextokServer({ root, limits: { maxQueue, maxImageBytes }, log, logRequests: args.flag('log-requests') });
+  const app = createFlextokServer({ root, limits: { maxQueue, maxImageBytes }, log, logRequests: args.flag('log-requests'), isolation: !args.flag('no-isolation') });
   const { url, host: bound } = await app.listen(port, host);
   print(`flextok serve: listening on ${url} (backend ${backend})`);
   if (!/^(127\.|::1$|::ffff:127\.)/.test(bound)) log(`flextok serve: warning: ${bound} is reachable from other machines and the API has no authentication`);

@@ -16,11 +16,16 @@ export class HttpError extends Error {
 
 /** Headers on every response: cross-origin isolation (the web page's WebAssembly threads need it) and no MIME sniffing. */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
+};
+
+/** The headers that make the page cross-origin isolated (SharedArrayBuffer, so the threaded wasm kernels); on
+ * every response unless `flextok serve --no-isolation`. */
+export const ISOLATION_HEADERS: Readonly<Record<string, string>> = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
 };
 
 export const JSON_TYPE = 'application/json; charset=utf-8';
@@ -45,7 +50,7 @@ export function sendError(res: http.ServerResponse, status: number, message: str
 /** A complete raw HTTP/1.1 error response, for sockets the HTTP parser gave up on (no ServerResponse exists). */
 export function rawErrorResponse(status: number, reason: string, message: string): string {
   const body = `${JSON.stringify({ error: message })}\n`;
-  const headers = { ...SECURITY_HEADERS, 'Content-Type': JSON_TYPE, 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' };
+  const headers = { ...SECURITY_HEADERS, ...ISOLATION_HEADERS, 'Content-Type': JSON_TYPE, 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' };
   return `HTTP/1.1 ${status} ${reason}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`;
 }
 

@@ -1,12 +1,13 @@
 // `createFlextokServer`: the HTTP server of `flextok serve` on node:http — routing (the API, the shipped model files,
 // the web page's folder), the headers every response carries, JSON errors for every refusal, and a 500 with a
 // generic message (the details go to the log) for anything unexpected, so one bad request never stops the server.
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { FlexTokInputError } from '../flextok/model.js';
 import { API_ROUTES, DEFAULT_LIMITS, type ApiContext, type ServerLimits } from './api.js';
-import { discardRestOfBody, HttpError, rawErrorResponse, SECURITY_HEADERS, sendError } from './http.js';
+import { discardRestOfBody, HttpError, ISOLATION_HEADERS, rawErrorResponse, SECURITY_HEADERS, sendError, sendJson } from './http.js';
 import { UploadFolder } from './image_input.js';
 import { MODEL_FILE_EXTENSIONS, ModelRegistry } from './models.js';
 import { JobCancelled, JobQueue } from './queue.js';
@@ -19,6 +20,10 @@ export interface FlextokServerOptions {
   webDir?: string;
   /** the model folders (default <root>/models) */
   modelsDir?: string;
+  /** the example images the page offers (default <root>/assets/fashion-mnist, the images `flextok demo` uses) */
+  examplesDir?: string;
+  /** send the cross-origin isolation headers (COOP/COEP) that let the page use threads (default true) */
+  isolation?: boolean;
   limits?: Partial<ServerLimits>;
   /** where model loads, failures and (with logRequests) one line per request go; default stderr */
   log?: (line: string) => void;
@@ -37,6 +42,13 @@ export interface FlextokServer {
 }
 
 
+/** Where the static parts of the site are, and the headers every response carries. */
+interface Site {
+  webDir: string;
+  examplesDir: string;
+  headers: Readonly<Record<string, string>>;
+}
+
 const WEB_CACHE = 'no-cache';
 const MODEL_CACHE = 'public, max-age=3600';
 
@@ -44,7 +56,11 @@ export function createFlextokServer(options: FlextokServerOptions): FlextokServe
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const root = path.resolve(options.root);
-  const webDir = path.resolve(options.webDir ?? path.join(root, 'web'));
+  const site: Site = {
+    webDir: path.resolve(options.webDir ?? path.join(root, 'web')),
+    examplesDir: path.resolve(options.examplesDir ?? path.join(root, 'assets', 'fashion-mnist')),
+    headers: options.isolation === false ? SECURITY_HEADERS : { ...SECURITY_HEADERS, ...ISOLATION_HEADERS },
+  };
   const registry = new ModelRegistry(path.resolve(options.modelsDir ?? path.join(root, 'models')), log);
   const queue = new JobQueue(limits.maxQueue);
   const uploads = new UploadFolder();
@@ -58,9 +74,9 @@ export function createFlextokServer(options: FlextokServerOptions): FlextokServe
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const started = Date.now();
     if (options.logRequests) res.on('finish', () => log(`${req.method} ${(req.url ?? '').slice(0, 200)} ${res.statusCode} ${Date.now() - started} ms`));
-    handle(ctx, webDir, req, res).catch((err: unknown) => {
+    handle(ctx, site, req, res).catch((err: unknown) => {
       try {
-        respondError(err, req, res, log);
+        respondError(err, req, res, site, log);
       } catch (inner) {
         log(`flextok serve: cannot send the error response: ${inner instanceof Error ? inner.message : String(inner)}`);
         res.destroy();
@@ -96,8 +112,8 @@ export function createFlextokServer(options: FlextokServerOptions): FlextokServe
 }
 
 /** Routes one request; every refusal is thrown as an HttpError. */
-async function handle(ctx: ApiContext, webDir: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+async function handle(ctx: ApiContext, site: Site, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  for (const [k, v] of Object.entries(site.headers)) res.setHeader(k, v);
   const raw = req.url ?? '/';
   const qi = raw.indexOf('?');
   const rawPath = qi < 0 ? raw : raw.slice(0, qi);
@@ -105,6 +121,11 @@ async function handle(ctx: ApiContext, webDir: string, req: http.IncomingMessage
   const segments = pathSegments(rawPath);
   const method = req.method ?? 'GET';
 
+  if (rawPath === '/api/examples') {
+    allowMethods(method, ['GET', 'HEAD'], rawPath);
+    sendJson(res, 200, { examples: listExamples(site.examplesDir) });
+    return;
+  }
   if (segments[0] === 'api') {
     const route = API_ROUTES[`/${segments.join('/')}`];
     if (route === undefined) {
@@ -130,7 +151,36 @@ async function handle(ctx: ApiContext, webDir: string, req: http.IncomingMessage
     sendFile(req, res, resolveInside(ctx.registry.modelsDir, rest, 'model file', 'GET /api/models lists the models and their files'), MODEL_CACHE);
     return;
   }
-  sendFile(req, res, resolveInside(webDir, segments, 'page', 'the page is at /, the API at /api', 'index.html'), WEB_CACHE);
+  if (segments[0] === 'examples') {
+    const rest = segments.slice(1);
+    if (rest.length !== 1 || path.extname(rest[0]!).toLowerCase() !== '.png') {
+      throw new HttpError(404, 'GET /examples/<file>.png serves one example image; GET /api/examples lists them');
+    }
+    sendFile(req, res, resolveInside(site.examplesDir, rest, 'example image', 'GET /api/examples lists them'), MODEL_CACHE);
+    return;
+  }
+  sendFile(req, res, resolveInside(site.webDir, segments, 'page', 'the page is at /, the API at /api', 'index.html'), WEB_CACHE);
+}
+
+/** What GET /api/examples says about one example image. */
+export interface ExampleImage {
+  /** e.g. "ankle boot" */
+  label: string;
+  /** e.g. "/examples/9-ankle-boot.png" */
+  url: string;
+}
+
+/** The example images (PNG files named `<class index>-<label>.png`, as assets/fashion-mnist/), sorted by name. */
+export function listExamples(dir: string): ExampleImage[] {
+  let files: string[];
+  try {
+    files = fs.readdirSync(dir).filter((f) => /^[A-Za-z0-9][A-Za-z0-9._-]*\.png$/.test(f)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  } catch {
+    return [];
+  }
+  // "9-ankle-boot.png" → "ankle boot"; a one-letter part keeps its hyphen ("0-t-shirt.png" → "t-shirt")
+  const labelOf = (f: string): string => f.replace(/\.png$/, '').replace(/^\d+-/, '').split('-').reduce((acc, part, i, parts) => (i === 0 ? part : `${acc}${parts[i - 1]!.length === 1 ? '-' : ' '}${part}`), '');
+  return files.map((f) => ({ label: labelOf(f), url: `/examples/${encodeURIComponent(f)}` }));
 }
 
 function allowMethods(method: string, allowed: readonly string[], rawPath: string): void {
@@ -139,7 +189,7 @@ function allowMethods(method: string, allowed: readonly string[], rawPath: strin
 }
 
 /** Turns any failure into a JSON error response (or nothing when the client is gone); unexpected ones are logged. */
-function respondError(err: unknown, req: http.IncomingMessage, res: http.ServerResponse, log: (line: string) => void): void {
+function respondError(err: unknown, req: http.IncomingMessage, res: http.ServerResponse, site: Site, log: (line: string) => void): void {
   if (err instanceof JobCancelled) return;
   let status = 500;
   let message = 'internal error: the server could not complete this request (the details are in its log); try again or report it';
@@ -158,7 +208,7 @@ function respondError(err: unknown, req: http.IncomingMessage, res: http.ServerR
     return;
   }
   if (status === 408) headers = { ...headers, Connection: 'close' };
-  for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+  for (const [k, v] of Object.entries(site.headers)) res.setHeader(k, v);
   sendError(res, status, message, headers);
   if (status !== 408) discardRestOfBody(req);
 }
