@@ -3,7 +3,7 @@
 // cross-origin isolated server (WASM threads), picking an example, its tokens, the k slider changing the canvas,
 // the browser's reconstruction against the server's, a generation whose preview appears before the final image;
 // auto k against `flextok tokenize --target-psnr` on every shipped image; the page without COOP/COEP (one thread);
-// offline after one visit; a phone-sized screen; ?backend=server. Screenshots go to $FLEXTOK_TEST_OUT (default
+// offline after one visit; a phone-sized screen and bad uploads; the README's embedding example; ?backend=server. Screenshots go to $FLEXTOK_TEST_OUT (default
 // <tmp>/flextok-browser-test). Chromium missing FAILS this test when CI is set (.ci/run installs it); elsewhere
 // it skips with the apt package to install.
 import { after, before, describe, it } from 'node:test';
@@ -167,7 +167,7 @@ describe('the web page in headless chromium', { skip: !chromiumPath && !inCI ? `
       }
       return { sameSize: mine.length === server.length, max, mean: sum / mine.length };
     }, tokens);
-    t.diagnostic(`browser vs server reconstruction (k = 8): max |Δ| ${cmp.max}/255, mean ${cmp.mean.toFixed(3)}`);
+    t.diagnostic(`browser vs server reconstruction (k = 8): max |Δ| ${cmp.max}/255, mean ${cmp.mean.toFixed(3)}; decode took ${await page.getAttribute('#recon', 'data-ms')} ms`);
     assert.ok(cmp.sameSize);
     assert.ok(cmp.max <= 3 && cmp.mean <= 0.5, `browser and server reconstructions differ: max ${cmp.max}, mean ${cmp.mean}`);
 
@@ -195,7 +195,7 @@ describe('the web page in headless chromium', { skip: !chromiumPath && !inCI ? `
     await page.waitForFunction(() => document.querySelector<HTMLElement>('#gen-output')!.dataset.kind === 'final' || document.querySelector<HTMLElement>('#status')!.dataset.kind === 'error', null, { timeout: SLOW });
     await assertNoPageError(page);
     const events = await page.evaluate(() => (window as unknown as { genEvents: { kind: string; k: number; lit: number }[] }).genEvents);
-    t.diagnostic(`generation events: ${events.map((e) => `${e.kind} k=${e.k} (${e.lit} lit px)`).join(', ')}`);
+    t.diagnostic(`generation events: ${events.map((e) => `${e.kind} k=${e.k} (${e.lit} lit px)`).join(', ')}; ${await page.getAttribute('#gen-output', 'data-ms')} ms in all`);
     assert.deepEqual(events.map((e) => `${e.kind}:${e.k}`), ['preview:1', 'preview:2', 'preview:4', 'final:8']);
     assert.ok(events[0]!.lit > 20, 'the first preview is drawn before the final image');
     assert.ok(events[3]!.lit > 20, 'the final image is drawn');
@@ -231,7 +231,7 @@ describe('the web page in headless chromium', { skip: !chromiumPath && !inCI ? `
       const k = Number(await page.getAttribute('#auto-result', 'data-k'));
       const psnr = Number(await page.getAttribute('#auto-result', 'data-psnr'));
       const tokens = JSON.parse((await page.getAttribute('#tokens', 'data-tokens'))!) as number[];
-      rows.push(`${files[i]}: page k ${k} (${psnr.toFixed(3)} dB), CLI k ${cli[i]!.k} (${cli[i]!.psnr.toFixed(3)} dB)`);
+      rows.push(`${files[i]}: page k ${k} (${psnr.toFixed(3)} dB, ${await page.getAttribute('#auto-result', 'data-ms')} ms), CLI k ${cli[i]!.k} (${cli[i]!.psnr.toFixed(3)} dB)`);
       assert.deepEqual(tokens.slice(0, cli[i]!.k), cli[i]!.tokens, `${files[i]}: the page's tokens equal the CLI's`);
       assert.equal(k, cli[i]!.k, `${files[i]}: auto k ${k} vs --target-psnr ${cli[i]!.k}`);
       assert.ok(Math.abs(psnr - cli[i]!.psnr) < 0.05, `${files[i]}: PSNR ${psnr} vs ${cli[i]!.psnr}`);
@@ -269,7 +269,7 @@ describe('the web page in headless chromium', { skip: !chromiumPath && !inCI ? `
       assert.equal(await page.textContent('#backend'), 'WASM single thread');
       await pickExample(page, 'trouser');
       await setK(page, 2);
-      t.diagnostic(`single thread: ${await page.textContent('#psnr')} at k = 2`);
+      t.diagnostic(`single thread: ${await page.textContent('#psnr')} at k = 2, decoded in ${await page.getAttribute('#recon', 'data-ms')} ms`);
       await page.screenshot({ path: path.join(OUT, 'page-single-thread.png') });
       assert.deepEqual(errors, []);
       await context.close();
@@ -282,12 +282,46 @@ describe('the web page in headless chromium', { skip: !chromiumPath && !inCI ? `
     const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     const errors: string[] = [];
     const page = await openPage(context, isolated.url, 'tokenizer', errors);
+    // an upload that is not an image: a message naming the problem, and the page keeps working
+    await page.setInputFiles('#upload', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
+    await page.waitForFunction(() => document.querySelector<HTMLElement>('#status')!.dataset.kind === 'error', null, { timeout: SLOW });
+    assert.match(await page.textContent('#status') ?? '', /notes\.txt is not an image this browser can read/);
+    // a real upload larger than the canvas (a 90×60 grey ramp): shrunk, centred, tokenized and decoded
+    const { default: sharp } = await import('sharp');
+    const ramp = Buffer.from(Array.from({ length: 90 * 60 }, (_, i) => (i % 90) * 2 + 40));
+    const png = await sharp(ramp, { raw: { width: 90, height: 60, channels: 1 } }).png().toBuffer();
+    await page.setInputFiles('#upload', { name: 'ramp.png', mimeType: 'image/png', buffer: png });
+    await page.waitForFunction(() => document.querySelector<HTMLElement>('#recon')!.dataset.k !== undefined || document.querySelector<HTMLElement>('#status')!.dataset.kind === 'error', null, { timeout: SLOW });
+    await assertNoPageError(page);
+    assert.equal(await page.textContent('#original-label'), 'ramp.png');
     await pickExample(page, 'dress');
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow} px wider than the screen`);
     const shot = path.join(OUT, 'page-phone.png');
     await page.screenshot({ path: shot, fullPage: true });
     t.diagnostic(`screenshot: ${shot}`);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  it("the README's embedding example (web/embed.html) tokenizes like the server", { timeout: SLOW }, async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${isolated.url}embed.html`);
+    await page.waitForFunction(() => {
+      const o = document.querySelector<HTMLElement>('#out')!;
+      return o.dataset.tokens !== undefined || o.dataset.error !== undefined;
+    }, null, { timeout: SLOW });
+    const tokens = await page.getAttribute('#out', 'data-tokens');
+    assert.ok(tokens, `the example failed: ${await page.textContent('#out')}`);
+    const server = await page.evaluate(async () => {
+      const png = await (await fetch('/examples/7-sneaker.png')).blob();
+      const res = await fetch('/api/tokenize?pad=1', { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: png });
+      return ((await res.json()) as { tokens: number[] }).tokens;
+    });
+    assert.deepEqual(JSON.parse(tokens) as number[], server);
     assert.deepEqual(errors, []);
     await context.close();
   });

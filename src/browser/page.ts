@@ -403,12 +403,13 @@ async function main(): Promise<void> {
   slider.max = String(tokInfo.numTokens);
   slider.value = String(tokInfo.numTokens);
   const recon = $<HTMLCanvasElement>('recon');
-  const decoder = new LatestOnly<{ k: number; r: DecodeResult }>(({ k, r }) => {
+  const decoder = new LatestOnly<{ k: number; r: DecodeResult; ms: number }>(({ k, r, ms }) => {
     show(recon, r.image);
     recon.dataset.k = String(k);
     $('psnr').textContent = r.psnr === null ? '' : `PSNR ${r.psnr.toFixed(2)} dB`;
     $('psnr').dataset.psnr = r.psnr === null ? '' : String(r.psnr);
-    setStatus(`k = ${k}: decoded`);
+    setStatus(`k = ${k}: decoded in ${Math.round(ms)} ms`);
+    recon.dataset.ms = String(Math.round(ms));
     body.dataset.busy = '';
   }, (e) => setStatus(e.message, 'error'));
   const redecode = (): void => {
@@ -418,7 +419,11 @@ async function main(): Promise<void> {
     renderTokens(tokens, k);
     body.dataset.busy = 'decode';
     setStatus(`decoding the first ${k} token${k === 1 ? '' : 's'}…`);
-    decoder.request(async () => ({ k, r: await engine.decode(tokenizerInfo.name, tokens, k, state.settings, true) }));
+    decoder.request(async () => {
+      const t0 = performance.now();
+      const r = await engine.decode(tokenizerInfo.name, tokens, k, state.settings, true);
+      return { k, r, ms: performance.now() - t0 };
+    });
   };
   slider.addEventListener('input', redecode);
 
@@ -488,8 +493,10 @@ async function main(): Promise<void> {
     setStatus(`auto k: decoding k = 1, 2, 4, … until ${target} dB…`);
     body.dataset.busy = 'auto';
     try {
+      const t0 = performance.now();
       const a = await engine.autoK(tokenizerInfo.name, state.tokens, target, state.settings);
       const out = $('auto-result');
+      out.dataset.ms = String(Math.round(performance.now() - t0));
       out.dataset.k = String(a.k);
       out.dataset.psnr = String(a.psnr);
       out.textContent = `${a.reached ? 'k' : 'no k reaches the target; k'} = ${a.k} (${a.psnr.toFixed(2)} dB) — ` +
@@ -564,6 +571,7 @@ async function setUpGenerator(state: PageState, info: ModelInfo): Promise<void> 
     body.dataset.busy = 'generate';
     setStatus(engine.kind === 'server' ? 'generating on the server (no live preview in this mode)…' : 'generating: tokens stream in coarse to fine…');
     stage.textContent = 'generating…';
+    const t0 = performance.now();
     try {
       const result = await engine.generate(info.name, req, (kk, images) => {
         images.forEach((p, i) => show(canvases[i]!, p));
@@ -571,7 +579,9 @@ async function setUpGenerator(state: PageState, info: ModelInfo): Promise<void> 
       });
       result.images.forEach((p, i) => show(canvases[i]!, p));
       note('final', k);
-      setStatus(`generated ${n} image${n === 1 ? '' : 's'} from ${k} tokens`);
+      const ms = Math.round(performance.now() - t0);
+      out.dataset.ms = String(ms);
+      setStatus(`generated ${n} image${n === 1 ? '' : 's'} from ${k} tokens in ${(ms / 1000).toFixed(1)} s`);
     } catch (e) {
       setStatus((e as Error).message, 'error');
     } finally {
