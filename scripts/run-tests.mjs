@@ -4,7 +4,9 @@
 //   2. the engine tests (ops, kernels, autograd, optimizers, toy training) and the golden-parity and model
 //      tests (tokenizer, VAE, end to end, pixel-space checkpoints) again on the pure TypeScript backend;
 //   3. when the WebAssembly build of the kernels exists (native/wasm/flextok_kernels.wasm, `npm run build:wasm`),
-//      the op-level engine tests (ops, nn, autograd, optimizers, toy training) on it (FLEXTOK_BACKEND=wasm).
+//      the op-level engine tests (ops, nn, autograd, optimizers, toy training) on it (FLEXTOK_BACKEND=wasm);
+//   4. when the threaded build exists too (flextok_kernels_mt.wasm), the same tests on it with 2 threads
+//      (FLEXTOK_WASM_THREADS=2: kernels split across a helper worker on a shared memory).
 // `FLEXTOK_BACKEND=js npm test` asks for the TypeScript backend only: one pass of every file on it, with no
 // native addon required (tests of the addon itself skip when it is missing, and run when it loads).
 // Each pass's header names its backend, ISA and thread count (FLEXTOK_ISA and FLEXTOK_THREADS are honoured).
@@ -34,6 +36,7 @@ const jsPassFiles = all.filter((f) =>
 // the wasm kernels directly and runs in the native pass; backend_compare compares native with JS on any backend.)
 const wasmPassFiles = all.filter((f) => /^test\/(ops|nn|autograd|optim|train_toy)[^/]*\.test\.ts$/.test(f));
 const wasmBuilt = existsSync(path.join(root, 'native', 'wasm', 'flextok_kernels.wasm'));
+const wasmThreadsBuilt = existsSync(path.join(root, 'native', 'wasm', 'flextok_kernels_mt.wasm'));
 
 const requested = process.env.FLEXTOK_BACKEND ?? '';
 if (!['', 'auto', 'native', 'js'].includes(requested)) {
@@ -43,14 +46,14 @@ if (!['', 'auto', 'native', 'js'].includes(requested)) {
 const jsOnly = requested === 'js';
 
 /** What the tests will run on with this backend request: { info } from backendInfo(), or { error }. */
-function probe(backend) {
+function probe(backend, extraEnv = {}) {
   const code = `
     import { backendInfo, nativeUnavailableReason } from './src/tensor/backend.js';
     let out;
     try { out = { info: backendInfo() }; } catch (e) { out = { error: nativeUnavailableReason() ?? e.message }; }
     console.log(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-    cwd: root, encoding: 'utf8', env: { ...process.env, FLEXTOK_BACKEND: backend },
+    cwd: root, encoding: 'utf8', env: { ...process.env, ...extraEnv, FLEXTOK_BACKEND: backend },
   });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
@@ -69,13 +72,14 @@ function describeInfo(info) {
 const passes = jsOnly
   ? [{ backend: 'js', files: all, note: 'ONLY this backend (FLEXTOK_BACKEND=js was set: no native pass, native addon not required)' }]
   : [{ backend: 'native', files: all }, { backend: 'js', files: jsPassFiles },
-    ...(wasmBuilt ? [{ backend: 'wasm', files: wasmPassFiles }] : [])];
+    ...(wasmBuilt ? [{ backend: 'wasm', files: wasmPassFiles, env: { FLEXTOK_WASM_THREADS: '1' } }] : []),
+    ...(wasmThreadsBuilt ? [{ backend: 'wasm', files: wasmPassFiles, env: { FLEXTOK_WASM_THREADS: '2' } }] : [])];
 
 const summary = [];
 let failed = false;
 for (const pass of passes) {
   if (pass.files.length === 0) continue;
-  const p = probe(pass.backend);
+  const p = probe(pass.backend, pass.env);
   if (p.error || !p.info) {
     const why = p.error ?? 'the backend probe printed nothing';
     console.error(`\n[run-tests] FAIL: cannot run the ${pass.backend} pass: ${why}`);
@@ -97,7 +101,7 @@ for (const pass of passes) {
   console.log(`\n=== ${label}${pass.note ? ` — ${pass.note}` : ''}: ${pass.files.length} test files ===`);
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...pass.files], {
-    cwd: root, stdio: 'inherit', env: { ...process.env, FLEXTOK_BACKEND: pass.backend },
+    cwd: root, stdio: 'inherit', env: { ...process.env, ...pass.env, FLEXTOK_BACKEND: pass.backend },
   });
   const status = r.status ?? 1;
   if (status !== 0) failed = true;
