@@ -4,6 +4,8 @@
 // (the engine worker, wasm kernels with threads when the page is cross-origin isolated) or, when that is
 // impossible or the URL says ?backend=server, on the server through its API.
 import { psnrPerImage } from '../eval/metrics.js';
+import type { ExampleImage } from '../server/server.js';
+import type { ModelInfo } from '../server/models.js';
 import { rgbaToTensor } from './image.js';
 import type {
   AutoKResult, DecodeResult, DecoderSettings, EngineMessage, EngineRequest, GenerateResult, GeneratorInfo, InitResult, Pixels, TokenizerInfo,
@@ -11,25 +13,6 @@ import type {
 
 // ------------------------------------------------------------------------------------------------
 // what the server says about its models and examples (GET /api/models, GET /api/examples)
-
-interface ModelInfo {
-  name: string;
-  kind: 'tokenizer' | 'generator' | 'classifier';
-  bytes: number;
-  weights: string;
-  num_tokens?: number;
-  image_size?: [number, number];
-  channels?: number;
-  space?: 'pixel' | 'vae';
-  conditioning?: 'class' | 'text';
-  classes?: string[];
-  tokenizer?: string;
-}
-
-interface Example {
-  label: string;
-  url: string;
-}
 
 async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url);
@@ -378,7 +361,7 @@ async function main(): Promise<void> {
   const body = document.body;
   body.dataset.ready = 'loading';
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(() => {});
-  const [{ models }, { examples }] = await Promise.all([getJson<{ models: ModelInfo[] }>('/api/models'), getJson<{ examples: Example[] }>('/api/examples')]);
+  const [{ models }, { examples }] = await Promise.all([getJson<{ models: ModelInfo[] }>('/api/models'), getJson<{ examples: ExampleImage[] }>('/api/examples')]);
   const tokenizerInfo = models.find((m) => m.name === 'fmnist-default' && m.kind === 'tokenizer') ?? models.find((m) => m.kind === 'tokenizer');
   if (!tokenizerInfo) throw new Error('this server offers no tokenizer (add one under models/)');
 
