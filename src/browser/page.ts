@@ -362,8 +362,19 @@ async function main(): Promise<void> {
   body.dataset.ready = 'loading';
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(() => {});
   const [{ models }, { examples }] = await Promise.all([getJson<{ models: ModelInfo[] }>('/api/models'), getJson<{ examples: ExampleImage[] }>('/api/examples')]);
-  const tokenizerInfo = models.find((m) => m.name === 'fmnist-default' && m.kind === 'tokenizer') ?? models.find((m) => m.kind === 'tokenizer');
+  // the tokenizer: ?tokenizer=NAME, else fmnist-default, else the first one; the menu reloads the page with another
+  const tokenizers = models.filter((m) => m.kind === 'tokenizer');
+  const wanted = new URLSearchParams(location.search).get('tokenizer');
+  const tokenizerInfo = tokenizers.find((m) => m.name === wanted) ?? tokenizers.find((m) => m.name === 'fmnist-default') ?? tokenizers[0];
   if (!tokenizerInfo) throw new Error('this server offers no tokenizer (add one under models/)');
+  const menu = $<HTMLSelectElement>('tokenizer-select');
+  menu.replaceChildren(...tokenizers.map((m) => new Option(`${m.name} (${m.num_tokens} tokens)`, m.name, false, m === tokenizerInfo)));
+  menu.hidden = tokenizers.length < 2;
+  menu.addEventListener('change', () => {
+    const q = new URLSearchParams(location.search);
+    q.set('tokenizer', menu.value);
+    location.search = q.toString();
+  });
 
   const { engine, note } = await chooseEngine();
   $('backend').textContent = engine.label;
