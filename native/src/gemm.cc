@@ -1,6 +1,6 @@
 // BLIS-style float32 GEMM (and bf16-input GEMM): packed A/B panels, register-blocked microkernels
-// (AVX-512 14x32, AVX-512-BF16 14x32 on bf16 pairs, AVX2 6x16, scalar 4x16), cache blocking, batched
-// and multithreaded over the persistent pool; GEMMs with M <= 6 skip packing (GEMV-like calls).
+// (AVX-512 14x32, AVX-512-BF16 14x32 on bf16 pairs, AVX2 6x16, WebAssembly SIMD128 2x16, scalar 4x16), cache
+// blocking, batched and multithreaded over the persistent pool; GEMMs with M <= 6 skip packing (GEMV-like calls).
 //
 // Threading: a large GEMM packs A and B once per k block, cooperatively, into shared buffers, then splits
 // C into a grid of tasks (a multiple of the thread count, dynamically scheduled); a batch of small GEMMs
@@ -18,6 +18,10 @@
 
 #include "common.h"
 #include "kernels/table.h"
+
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#endif
 
 namespace ft {
 
@@ -161,6 +165,70 @@ void pack_rows_generic(bool trans, const float* x, int64_t ld, int64_t i0, int64
       for (int r = 0; r < R; r++) d[kk * R + r] = 0.f;
   }
 }
+
+#if defined(__wasm_simd128__)
+/** SIMD128 packing of op(X) rows [i0, i0+rows) x cols [p0, p0+kc) into R-row panels (R = 2 or 16, the wasm
+ * kernel's A and B panels); same layout as pack_rows_generic, which packs the edge panels. */
+template <int R>
+void pack_rows_wasm(bool trans, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+                    int64_t kcPad, float* dst) {
+  static_assert(R == 2 || R == 16, "panel width");
+  for (int64_t ip = 0; ip < rows; ip += R) {
+    float* d = dst + (ip / R) * kcPad * R;
+    if (rows - ip < R) {
+      pack_rows_generic<R>(trans, x, ld, i0 + ip, rows - ip, p0, kc, kcPad, d);
+      continue;
+    }
+    if (trans) {
+      // the R values of a panel row are contiguous in memory for each kk
+      const float* s = x + p0 * ld + i0 + ip;
+      for (int64_t kk = 0; kk < kc; kk++, s += ld) {
+        if (R == 16) {
+          for (int v = 0; v < 4; v++) wasm_v128_store(d + kk * 16 + 4 * v, wasm_v128_load(s + 4 * v));
+        } else {
+          d[kk * 2] = s[0];
+          d[kk * 2 + 1] = s[1];
+        }
+      }
+    } else if (R == 2) {
+      // two rows contiguous along k: interleave them
+      const float* s0 = x + (i0 + ip) * ld + p0;
+      const float* s1 = s0 + ld;
+      int64_t kk = 0;
+      for (; kk + 4 <= kc; kk += 4) {
+        const v128_t v0 = wasm_v128_load(s0 + kk), v1 = wasm_v128_load(s1 + kk);
+        wasm_v128_store(d + kk * 2, wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5));
+        wasm_v128_store(d + kk * 2 + 4, wasm_i32x4_shuffle(v0, v1, 2, 6, 3, 7));
+      }
+      for (; kk < kc; kk++) {
+        d[kk * 2] = s0[kk];
+        d[kk * 2 + 1] = s1[kk];
+      }
+    } else {
+      // 16 rows contiguous along k: 4x4 transposes
+      for (int g = 0; g < R / 4; g++) {
+        const float* s = x + (i0 + ip + 4 * g) * ld + p0;
+        float* dg = d + 4 * g;
+        int64_t kk = 0;
+        for (; kk + 4 <= kc; kk += 4) {
+          const v128_t r0 = wasm_v128_load(s + kk), r1 = wasm_v128_load(s + ld + kk);
+          const v128_t r2 = wasm_v128_load(s + 2 * ld + kk), r3 = wasm_v128_load(s + 3 * ld + kk);
+          const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
+          const v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+          wasm_v128_store(dg + kk * R, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
+          wasm_v128_store(dg + (kk + 1) * R, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
+          wasm_v128_store(dg + (kk + 2) * R, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
+          wasm_v128_store(dg + (kk + 3) * R, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
+        }
+        for (; kk < kc; kk++)
+          for (int j = 0; j < 4; j++) dg[kk * R + j] = s[j * ld + kk];
+      }
+    }
+    for (int64_t kk = kc; kk < kcPad; kk++)
+      for (int r = 0; r < R; r++) d[kk * R + r] = 0.f;
+  }
+}
+#endif
 
 #if FT_X86
 // The vector vocabularies of simd/ for the packing transposes and tail masks below (the kernels in
@@ -505,6 +573,63 @@ FT_AVX2 void ukr_avx2_f32(int64_t kc, const float* __restrict A, const float* __
 }
 #endif
 
+#if defined(__wasm_simd128__)
+/** WebAssembly SIMD128 2x16 microkernel (2 rows x 4 vectors of 4 floats). SIMD128 has no fused multiply-add: each
+ * step is an f32x4.mul and an f32x4.add, so the kernel is bound by instruction count (on x64, V8's code for one k
+ * step is ~28 instructions for 64 flops) and by registers: V8 allocates 15 xmm registers, which must hold the
+ * 8 accumulators, the 4 vectors of B, the broadcast of A (one v128.load32_splat) and a product. 2x16, 3x12 and
+ * 5x8 tiles fit and ran within 3% of each other (on Zen 5, Node 20); 2x16 divides the usual widths. Two things
+ * keep V8's loop tight:
+ * - the loop is not unrolled: V8 schedules the loads of an unrolled body ahead of its arithmetic, which then
+ *   needs more than 15 registers and spills accumulators (a 4x8 tile unrolled by 4 ran ~25% slower);
+ * - A and B pass through an empty asm statement each step, which hides them from loop strength reduction:
+ *   otherwise LLVM rewrites the addresses as i32.add of pointers it cannot prove non-wrapping, and every load
+ *   pays an add instead of a constant offset in its memarg. */
+constexpr int kWasmMR = 2, kWasmNV = 4, kWasmNR = 4 * kWasmNV;
+template <int MR>
+void ukr_wasm_f32(int64_t kc, const float* __restrict A, const float* __restrict B, float* C, int64_t ldc, int nr,
+                  float alpha, float beta) {
+  v128_t acc[MR][kWasmNV];
+#pragma unroll
+  for (int r = 0; r < MR; r++)
+#pragma unroll
+    for (int v = 0; v < kWasmNV; v++) acc[r][v] = wasm_f32x4_splat(0.f);
+  for (const float* const Bend = B + kc * kWasmNR; B != Bend; A += kWasmMR, B += kWasmNR) {
+    __asm__("" : "+r"(A), "+r"(B));
+    v128_t b[kWasmNV];
+#pragma unroll
+    for (int v = 0; v < kWasmNV; v++) b[v] = wasm_v128_load(B + 4 * v);
+#pragma unroll
+    for (int r = 0; r < MR; r++) {
+      const v128_t a = wasm_v128_load32_splat(A + r);
+#pragma unroll
+      for (int v = 0; v < kWasmNV; v++) acc[r][v] = wasm_f32x4_add(acc[r][v], wasm_f32x4_mul(a, b[v]));
+    }
+  }
+  const v128_t va = wasm_f32x4_splat(alpha), vb = wasm_f32x4_splat(beta);
+  if (nr == kWasmNR) {
+#pragma unroll
+    for (int r = 0; r < MR; r++) {
+      float* cr = C + r * ldc;
+#pragma unroll
+      for (int v = 0; v < kWasmNV; v++) {
+        const v128_t x = wasm_f32x4_mul(va, acc[r][v]);
+        wasm_v128_store(cr + 4 * v, beta == 0.f ? x : wasm_f32x4_add(x, wasm_f32x4_mul(vb, wasm_v128_load(cr + 4 * v))));
+      }
+    }
+  } else {
+    alignas(16) float tile[MR * kWasmNR];
+    for (int r = 0; r < MR; r++)
+      for (int v = 0; v < kWasmNV; v++) wasm_v128_store(tile + r * kWasmNR + 4 * v, acc[r][v]);
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < nr; c++) {
+        float* cc = C + r * ldc + c;
+        *cc = beta == 0.f ? alpha * tile[r * kWasmNR + c] : alpha * tile[r * kWasmNR + c] + beta * *cc;
+      }
+  }
+}
+#endif
+
 template <int MR>
 void ukr_scalar_f32(int64_t kc, const float* __restrict A, const float* __restrict B, float* C, int64_t ldc, int nr,
                     float alpha, float beta) {
@@ -555,6 +680,12 @@ struct Avx2F32 {
   static constexpr Ukr fn = &ukr_avx2_f32<MR>;
 };
 #endif
+#if defined(__wasm_simd128__)
+template <int MR>
+struct WasmF32 {
+  static constexpr Ukr fn = &ukr_wasm_f32<MR>;
+};
+#endif
 template <int MR>
 struct ScalarF32 {
   static constexpr Ukr fn = &ukr_scalar_f32<MR>;
@@ -592,13 +723,23 @@ void packB_16(bool t, const float* x, int64_t ld, int64_t j0, int64_t cols, int6
               float* d) {
   pack_rows_generic<16>(!t, x, ld, j0, cols, p0, kc, kcPad, d);
 }
+#if defined(__wasm_simd128__)
+void packA_wasm(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kcPad,
+                float* d) {
+  pack_rows_wasm<kWasmMR>(t, x, ld, i0, rows, p0, kc, kcPad, d);
+}
+void packB_wasm(bool t, const float* x, int64_t ld, int64_t j0, int64_t cols, int64_t p0, int64_t kc, int64_t kcPad,
+                float* d) {
+  pack_rows_wasm<kWasmNR>(!t, x, ld, j0, cols, p0, kc, kcPad, d);
+}
+#endif
 void packA_4(bool t, const float* x, int64_t ld, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kcPad,
              float* d) {
   pack_rows_generic<4>(t, x, ld, i0, rows, p0, kc, kcPad, d);
 }
 
 struct Families {
-  KernelSet avx512, avx512bf16, avx512emu, avx2, avx2emu, scalar, scalaremu;
+  KernelSet avx512, avx512bf16, avx512emu, avx2, avx2emu, wasm, wasmemu, scalar, scalaremu;
   Families() {
     const CacheSizes caches = detect_caches();
 #if FT_X86
@@ -618,6 +759,13 @@ struct Families {
     avx2emu = avx2;
     avx2emu.emulateBf16 = true;
     avx2emu.smallM = false;
+#endif
+#if defined(__wasm_simd128__)
+    wasm = KernelSet{kWasmMR, kWasmNR, {}, false, false, true, packA_wasm, packB_wasm, blocking_for(kWasmMR, kWasmNR, caches)};
+    fill_table<WasmF32>(wasm.ukr, std::make_integer_sequence<int, kWasmMR>{});
+    wasmemu = wasm;
+    wasmemu.emulateBf16 = true;
+    wasmemu.smallM = false;
 #endif
     scalar = KernelSet{4, 16, {}, false, false, true, packA_4, packB_16, blocking_for(4, 16, caches)};
     fill_table<ScalarF32>(scalar.ukr, std::make_integer_sequence<int, 4>{});
@@ -640,6 +788,9 @@ const KernelSet& pick_kernels(bool bf16) {
     case Isa::Avx2: return bf16 ? f.avx2emu : f.avx2;
     default: break;
   }
+#endif
+#if defined(__wasm_simd128__)
+  if (active_isa() == Isa::Wasm) return bf16 ? f.wasmemu : f.wasm;
 #endif
   return bf16 ? f.scalaremu : f.scalar;
 }
