@@ -27,6 +27,9 @@ export interface ReconstructionEvalOptions extends Omit<ReconstructOptions, 'fir
   classifiers?: NamedClassifier[];
   /** called after each batch with (images done, total) */
   onProgress?: (done: number, total: number) => void;
+  /** sees every batch's reconstructions at each k (clamped to [-1, 1]; images start … start + B − 1), for scores of
+   * the caller's own (e.g. the scene metrics of scripts/eval-tokenizer.ts) */
+  onReconstruction?: (k: number, recon: Tensor, start: number) => void;
 }
 
 export interface ReconstructionRow {
@@ -74,6 +77,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
     classifiers.forEach((c, j) => (originalCorrect[j] += correct(c.model, batch, start)));
     recon.forEach((r, j) => {
       const rc = clampToDisplayRange(r);
+      opts.onReconstruction?.(ks[j]!, rc, start);
       const s = sums[j];
       s.se += mse(rc, batch) * rc.size;
       s.values += rc.size;
