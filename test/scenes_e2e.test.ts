@@ -63,6 +63,24 @@ describe('Fashion-MNIST scenes, text-conditional, end to end (toy sizes)', { ski
     assert.match(fs.readFileSync(path.join(dir, 'eval', 'report.md'), 'utf8'), /\| n = 4 \|.*\|/);
     assert.ok(fs.existsSync(path.join(dir, 'eval', 'chart.png')));
   });
+
+  it('scripts/eval-tokenizer.ts --data fmnist-scenes scores reconstructions with the scene metric (and the originals, its ceiling)', async () => {
+    const json = path.join(dir, 'tok-eval.json');
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', 'scripts/eval-tokenizer.ts', '--model', path.join(dir, 'tok'), '--data', 'fmnist-scenes', '--n', '6', '--k', '1,8', '--steps', '1', '--batch', '4', '--json', json],
+        { cwd: root }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\| k \| exact match \| per-cell accuracy \|/);
+    const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as { images: number; scenes: { original: { exact: number; cell: number }; rows: { k: number; exact: number; cell: number }[] } };
+    assert.equal(rep.images, 6);
+    assert.deepEqual(rep.scenes.rows.map((x) => x.k), [1, 8]);
+    // every score is a multiple of 1/6 (exact) or 1/24 (cells), summed over batches of 4 and 2 scenes
+    for (const x of [...rep.scenes.rows, rep.scenes.original]) {
+      assert.ok(Math.abs(x.exact * 6 - Math.round(x.exact * 6)) < 1e-9 && Math.abs(x.cell * 24 - Math.round(x.cell * 24)) < 1e-9, JSON.stringify(x));
+    }
+    assert.ok(rep.scenes.original.cell >= 0.75, `the classifier reads the original scenes (${rep.scenes.original.cell})`);
+  });
 });
 
 /** A prompt every toy vocabulary knows: the first train scene's caption. */
