@@ -49,6 +49,9 @@ const jsOnly = requested === 'js';
 function probe(backend, extraEnv = {}) {
   const code = `
     import { backendInfo, nativeUnavailableReason } from './src/tensor/backend.js';
+    import { loadWasmKernels, waitForWasmHelpers } from './src/tensor/backend_wasm.js';
+    // the threaded wasm kernels count their helpers once they have joined
+    if (process.env.FLEXTOK_BACKEND === 'wasm' && loadWasmKernels()) waitForWasmHelpers();
     let out;
     try { out = { info: backendInfo() }; } catch (e) { out = { error: nativeUnavailableReason() ?? e.message }; }
     console.log(JSON.stringify(out));`;
