@@ -4,7 +4,7 @@
 // (the engine worker, wasm kernels with threads when the page is cross-origin isolated) or, when that is
 // impossible or the URL says ?backend=server, on the server through its API.
 import { psnrPerImage } from '../eval/metrics.js';
-import type { ExampleImage } from '../server/server.js';
+import type { ExampleImage } from '../server/examples.js';
 import type { ModelInfo } from '../server/models.js';
 import { rgbaToTensor } from './image.js';
 import type {

@@ -12,6 +12,7 @@ import { describeBackend } from '../tensor/backend.js';
 import { slice } from '../tensor/ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { HttpError, mediaType, readBody, sendBytes, sendJson, type BodyLimits } from './http.js';
+import { listExamples } from './examples.js';
 import { checkUpload, uploadToTensor, type UploadFolder } from './image_input.js';
 import type { ModelInfo, ModelRegistry } from './models.js';
 import { Params, shown, tokenList } from './params.js';
@@ -60,6 +61,8 @@ export interface ApiContext {
   queue: JobQueue;
   uploads: UploadFolder;
   limits: ServerLimits;
+  /** the example images' folder (GET /api/examples) */
+  examplesDir: string;
 }
 
 /** One API request: its query string and whether its client has gone away. */
@@ -81,6 +84,7 @@ export const API_ROUTES: Readonly<Record<string, ApiRoute>> = {
   '/api': { methods: ['GET', 'HEAD'], summary: 'this list of routes and the limits', handle: index },
   '/api/health': { methods: ['GET', 'HEAD'], summary: '{ok, backend, queue, rss_bytes}', handle: health },
   '/api/models': { methods: ['GET', 'HEAD'], summary: 'the models: name, kind, size, token count, files', handle: models },
+  '/api/examples': { methods: ['GET', 'HEAD'], summary: 'the example images the page offers: {examples: [{label, url}]}', handle: exampleList },
   '/api/tokenize': { methods: ['POST'], summary: 'body: an image; ?model&pad&k&target_psnr → {tokens, …}', handle: tokenize },
   '/api/detokenize': { methods: ['POST'], summary: 'JSON {model, tokens, k, steps, guidance, seed} → image/png', handle: detokenize },
   '/api/generate': { methods: ['POST'], summary: 'JSON {model, class|prompt, n, tokens, cfg, seed, steps} → {tokens, images} (?format=png: a grid)', handle: generate },
@@ -110,6 +114,11 @@ async function health(ctx: ApiContext, r: ApiRequest): Promise<void> {
 async function models(ctx: ApiContext, r: ApiRequest): Promise<void> {
   Params.fromQuery(r.query).finish();
   sendJson(r.res, 200, { models: ctx.registry.list() });
+}
+
+async function exampleList(ctx: ApiContext, r: ApiRequest): Promise<void> {
+  Params.fromQuery(r.query).finish();
+  sendJson(r.res, 200, { examples: listExamples(ctx.examplesDir) });
 }
 
 function bodyLimits(ctx: ApiContext, maxBytes: number, what: string): BodyLimits {

@@ -1,13 +1,12 @@
 // `createFlextokServer`: the HTTP server of `flextok serve` on node:http — routing (the API, the shipped model files,
 // the web page's folder), the headers every response carries, JSON errors for every refusal, and a 500 with a
 // generic message (the details go to the log) for anything unexpected, so one bad request never stops the server.
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { FlexTokInputError } from '../flextok/model.js';
 import { API_ROUTES, DEFAULT_LIMITS, type ApiContext, type ServerLimits } from './api.js';
-import { discardRestOfBody, HttpError, ISOLATION_HEADERS, rawErrorResponse, SECURITY_HEADERS, sendError, sendJson } from './http.js';
+import { discardRestOfBody, HttpError, ISOLATION_HEADERS, rawErrorResponse, SECURITY_HEADERS, sendError } from './http.js';
 import { UploadFolder } from './image_input.js';
 import { MODEL_FILE_EXTENSIONS, ModelRegistry } from './models.js';
 import { JobCancelled, JobQueue } from './queue.js';
@@ -64,7 +63,7 @@ export function createFlextokServer(options: FlextokServerOptions): FlextokServe
   const registry = new ModelRegistry(path.resolve(options.modelsDir ?? path.join(root, 'models')), log);
   const queue = new JobQueue(limits.maxQueue);
   const uploads = new UploadFolder();
-  const ctx: ApiContext = { registry, queue, uploads, limits };
+  const ctx: ApiContext = { registry, queue, uploads, limits, examplesDir: site.examplesDir };
 
   const server = http.createServer({
     headersTimeout: limits.headersTimeoutMs,
@@ -121,11 +120,6 @@ async function handle(ctx: ApiContext, site: Site, req: http.IncomingMessage, re
   const segments = pathSegments(rawPath);
   const method = req.method ?? 'GET';
 
-  if (rawPath === '/api/examples') {
-    allowMethods(method, ['GET', 'HEAD'], rawPath);
-    sendJson(res, 200, { examples: listExamples(site.examplesDir) });
-    return;
-  }
   if (segments[0] === 'api') {
     const route = API_ROUTES[`/${segments.join('/')}`];
     if (route === undefined) {
@@ -160,27 +154,6 @@ async function handle(ctx: ApiContext, site: Site, req: http.IncomingMessage, re
     return;
   }
   sendFile(req, res, resolveInside(site.webDir, segments, 'page', 'the page is at /, the API at /api', 'index.html'), WEB_CACHE);
-}
-
-/** What GET /api/examples says about one example image. */
-export interface ExampleImage {
-  /** e.g. "ankle boot" */
-  label: string;
-  /** e.g. "/examples/9-ankle-boot.png" */
-  url: string;
-}
-
-/** The example images (PNG files named `<class index>-<label>.png`, as assets/fashion-mnist/), sorted by name. */
-export function listExamples(dir: string): ExampleImage[] {
-  let files: string[];
-  try {
-    files = fs.readdirSync(dir).filter((f) => /^[A-Za-z0-9][A-Za-z0-9._-]*\.png$/.test(f)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-  } catch {
-    return [];
-  }
-  // "9-ankle-boot.png" → "ankle boot"; a one-letter part keeps its hyphen ("0-t-shirt.png" → "t-shirt")
-  const labelOf = (f: string): string => f.replace(/\.png$/, '').replace(/^\d+-/, '').split('-').reduce((acc, part, i, parts) => (i === 0 ? part : `${acc}${parts[i - 1]!.length === 1 ? '-' : ' '}${part}`), '');
-  return files.map((f) => ({ label: labelOf(f), url: `/examples/${encodeURIComponent(f)}` }));
 }
 
 function allowMethods(method: string, allowed: readonly string[], rawPath: string): void {
