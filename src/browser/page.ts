@@ -4,6 +4,7 @@
 // (the engine worker, wasm kernels with threads when the page is cross-origin isolated) or, when that is
 // impossible or the URL says ?backend=server, on the server through its API.
 import { psnrPerImage } from '../eval/metrics.js';
+import { decoderDefaults } from '../flextok/decoder_defaults.js';
 import type { ExampleImage } from '../server/examples.js';
 import type { ModelInfo } from '../server/models.js';
 import { rgbaToTensor } from './image.js';
@@ -385,10 +386,9 @@ async function main(): Promise<void> {
   setStatus(`loading the tokenizer ${tokenizerInfo.name}…`);
   const tokInfo = await engine.loadTokenizer(tokenizerInfo, progressReporter(tokenizerInfo.name));
   // the decoder settings the server uses for this model (pixel space: the model card's 25 steps, no guidance)
-  const pixel = tokenizerInfo.space === 'pixel';
   const state: PageState = {
     engine, tokenizer: tokenizerInfo, tokInfo, tokens: null, image: null, generator: null,
-    settings: { steps: pixel ? 25 : 20, guidance: pixel ? 1 : 7.5, apg: !pixel, seed: 0 },
+    settings: { ...decoderDefaults(tokenizerInfo.space === 'pixel' ? 'pixel' : 'vae'), seed: 0 },
   };
   $('decoder-settings').textContent = `${state.settings.steps} Euler steps, guidance ${state.settings.guidance}${state.settings.apg ? ' (APG)' : ''}, seed ${state.settings.seed}`;
   $('tokenizer-name').textContent = `${tokenizerInfo.name} (${tokInfo.numTokens} tokens, ${tokInfo.imageSize[1]}×${tokInfo.imageSize[0]})`;

@@ -6,6 +6,7 @@ import type { GenerationCondition, GenerationSettings, Generator } from '../ar/g
 import { encodePrompts } from '../ar/text.js';
 import { smallestKForPsnr } from '../eval/adaptive.js';
 import { clampToDisplayRange } from '../eval/metrics.js';
+import { decoderDefaults } from '../flextok/decoder_defaults.js';
 import { FlexTokInputError, type FlexTok } from '../flextok/model.js';
 import { composeGrid, encodePngRgb, tensorToRgb } from '../io/image.js';
 import { describeBackend } from '../tensor/backend.js';
@@ -127,9 +128,9 @@ function bodyLimits(ctx: ApiContext, maxBytes: number, what: string): BodyLimits
 
 /** The decoder settings of a request; defaults: the model card's (pixel space: 25 steps, no guidance) or the CLI's (VAE: 20 steps, guidance 7.5). */
 function decoderParams(p: Params, info: ModelInfo, limits: ServerLimits): { steps: number; guidance: number; apg: boolean; seed: number } {
-  const pixelSpace = info.space === 'pixel';
-  const steps = p.number('steps', pixelSpace ? 25 : 20, { integer: true, min: 1, max: limits.maxSteps });
-  const guidance = p.number('guidance', pixelSpace ? 1 : 7.5, { min: 0, max: 50 });
+  const d = decoderDefaults(info.space === 'pixel' ? 'pixel' : 'vae');
+  const steps = p.number('steps', d.steps, { integer: true, min: 1, max: limits.maxSteps });
+  const guidance = p.number('guidance', d.guidance, { min: 0, max: 50 });
   const apg = p.boolean('apg', guidance !== 1);
   const seed = p.number('seed', 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
   return { steps, guidance, apg, seed };
