@@ -11,7 +11,8 @@ import { setKernels } from '../tensor/backend_core.js';
 import { createWasmKernels } from '../tensor/kernels_wasm/kernels.js';
 import { instantiateKernels, type KernelExports } from '../tensor/kernels_wasm/module.js';
 import { instantiateThreadedSync, type WorkerData } from '../tensor/kernels_wasm/threads.js';
-import { noGrad, Tensor } from '../tensor/tensor.js';
+import { slice } from '../tensor/ops.js';
+import { noGrad, type Tensor } from '../tensor/tensor.js';
 import { rgbaToTensor, tensorToRgba } from './image.js';
 import { fetchModelBytes } from './model_cache.js';
 import type { AutoKResult, DecodeResult, EngineMessage, EngineRequest, GenerateResult, GeneratorInfo, InitResult, Pixels, TokenizerInfo } from './protocol.js';
@@ -70,13 +71,6 @@ function pixelsOf(image: Tensor): Pixels {
   return tensorToRgba(clampToDisplayRange(image));
 }
 
-/** The i-th image of a batch [N, C, H, W] as [1, C, H, W]. */
-function imageAt(batch: Tensor, i: number): Tensor {
-  const [, c, h, w] = batch.shape as [number, number, number, number];
-  const size = c * h * w;
-  return new Tensor(batch.f.slice(i * size, (i + 1) * size), [1, c, h, w]);
-}
-
 async function handle(id: number, req: EngineRequest): Promise<unknown> {
   switch (req.type) {
     case 'init':
@@ -124,9 +118,9 @@ async function handle(id: number, req: EngineRequest): Promise<unknown> {
       const n = cond.length;
       const { tokens, images } = noGrad(() => gen.generateImages(cond, s, (p) => {
         if (p.k === s.num_tokens) return; // the last preview is the final result, answered below
-        scope.postMessage({ type: 'preview', id, k: p.k, images: Array.from({ length: n }, (_, i) => pixelsOf(imageAt(p.images, i))) });
+        scope.postMessage({ type: 'preview', id, k: p.k, images: Array.from({ length: n }, (_, i) => pixelsOf(slice(p.images, 0, i, i + 1))) });
       }));
-      return { tokens: tokens.map((t) => Array.from(t)), images: Array.from({ length: n }, (_, i) => pixelsOf(imageAt(images, i))) } satisfies GenerateResult;
+      return { tokens: tokens.map((t) => Array.from(t)), images: Array.from({ length: n }, (_, i) => pixelsOf(slice(images, 0, i, i + 1))) } satisfies GenerateResult;
     }
   }
 }

@@ -15,6 +15,9 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { Tensor } from '../tensor/tensor.js';
 import { CAP_H, drawText, GLYPH_H, textSize } from './font.js';
+import { padToCanvas, pixelsToTensor, tensorToPixels } from './pixels.js';
+
+export { padToCanvas };
 
 /** A file that cannot be read as an image, or an image the model cannot take; the message names the file. */
 export class ImageError extends Error {
@@ -75,23 +78,9 @@ async function decodeRgb(file: string, prepare?: (img: sharp.Sharp) => sharp.Sha
   }
 }
 
-/** [1, 3, H, W] float32 in [-1, 1] from interleaved 8-bit RGB. */
+/** [1, C, H, W] float32 in [-1, 1] from interleaved 8-bit RGB. */
 function rgbToTensor(data: Buffer, width: number, height: number, channels: 1 | 3 = 3): Tensor {
-  const plane = width * height;
-  if (channels === 1) {
-    // Greyscale by ITU-R 601 luma (as PIL's "L" mode); exact for grey images (R = G = B).
-    const grey = new Float32Array(plane);
-    for (let i = 0; i < plane; i++) {
-      const y = 0.299 * data[i * 3]! + 0.587 * data[i * 3 + 1]! + 0.114 * data[i * 3 + 2]!;
-      grey[i] = (Math.round(y) / 255 - 0.5) / 0.5;
-    }
-    return new Tensor(grey, [1, 1, height, width]);
-  }
-  const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) out[c * plane + i] = (data[i * 3 + c]! / 255 - 0.5) / 0.5;
-  }
-  return new Tensor(out, [1, 3, height, width]);
+  return pixelsToTensor(data, width, height, 3, channels);
 }
 
 /** Loads an image file as a [1, C, H, W] tensor in [-1, 1] (C = opts.channels, default 3) with the preprocessing described above. */
@@ -122,24 +111,7 @@ export async function loadImage(file: string, opts: LoadImageOptions = {}): Prom
 
 /** Interleaved 8-bit RGB of one image tensor ([1, C, H, W] or [C, H, W], C = 3 or 1 for grey), [-1, 1] → [0, 255], clamped. */
 export function tensorToRgb(image: Tensor): { data: Buffer; width: number; height: number } {
-  const shape = image.shape.length === 4 ? image.shape : [1, ...image.shape];
-  if (shape.length !== 4 || shape[0] !== 1 || (shape[1] !== 3 && shape[1] !== 1)) {
-    throw new Error(`expected one RGB or greyscale image tensor [1, 3|1, H, W] or [3|1, H, W], got [${image.shape.join(', ')}]`);
-  }
-  const grey = shape[1] === 1;
-  const height = shape[2]!;
-  const width = shape[3]!;
-  const plane = width * height;
-  const src = image.f;
-  const data = Buffer.alloc(plane * 3);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) {
-      const v = src[(grey ? 0 : c) * plane + i]!;
-      const x = Number.isNaN(v) ? 0 : Math.min(1, Math.max(-1, v));
-      data[i * 3 + c] = Math.round((x + 1) * 127.5);
-    }
-  }
-  return { data, width, height };
+  return tensorToPixels(image, 3, (n) => Buffer.alloc(n));
 }
 
 async function writeRgb(file: string, data: Buffer, width: number, height: number): Promise<void> {
@@ -352,18 +324,3 @@ export function saveGridSync(rows: Array<Array<Tensor | null>>, file: string, op
   }
 }
 
-/** img [1, C, h, w] centred on an [height, width] canvas of −1 (larger sides are centre-cropped). */
-export function padToCanvas(img: Tensor, height: number, width: number): Tensor {
-  const [, c, h, w] = img.shape as [number, number, number, number];
-  if (h === height && w === width) return img;
-  const out = new Float32Array(c * height * width).fill(-1);
-  const oy = Math.floor((height - h) / 2);
-  const ox = Math.floor((width - w) / 2);
-  const src = img.f;
-  for (let ch = 0; ch < c; ch++) {
-    for (let y = Math.max(0, -oy); y < Math.min(h, height - oy); y++) {
-      for (let x = Math.max(0, -ox); x < Math.min(w, width - ox); x++) out[(ch * height + y + oy) * width + x + ox] = src[(ch * h + y) * w + x]!;
-    }
-  }
-  return new Tensor(out, [1, c, height, width]);
-}
