@@ -16,7 +16,7 @@ import { timeIt, withThreads, type BenchEntry, type BenchRow } from './harness.j
 function shape(head: 'flat' | 'digits'): ArModelConfig {
   return {
     vocab_size: 64000, fsq_levels: [8, 8, 8, 5, 5, 5], num_tokens: 32, num_classes: 10, dim: 256, depth: 6, head_dim: 64,
-    mlp_ratio: 4, qk_norm: true, head, norm_eps: 1e-6, digit_hidden: 256, text: null,
+    mlp_ratio: 4, qk_norm: true, head, norm_eps: 1e-6, digit_hidden: 256, text: null, dropout: 0,
   };
 }
 

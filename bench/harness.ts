@@ -52,12 +52,16 @@ export interface TimeOptions {
   minReps?: number;
   maxReps?: number;
   warmup?: number;
+  /** also keep warming up until this much time is spent (seconds): code that a JIT compiles in tiers (WebAssembly:
+   * a baseline compiler first, the optimising one later, in the background) reaches its steady speed only then */
+  warmupSeconds?: number;
 }
 
 /** Best and median wall time (ms) of fn over repeated calls after warm-up. */
 export function timeIt(fn: () => void, opts: TimeOptions = {}): { best: number; median: number; reps: number } {
   const minSeconds = opts.minSeconds ?? 0.6, minReps = opts.minReps ?? 3, maxReps = opts.maxReps ?? 200;
-  for (let i = 0; i < (opts.warmup ?? 1); i++) fn();
+  const warmStart = process.hrtime.bigint();
+  for (let i = 0; i < (opts.warmup ?? 1) || Number(process.hrtime.bigint() - warmStart) / 1e9 < (opts.warmupSeconds ?? 0); i++) fn();
   const times: number[] = [];
   const start = process.hrtime.bigint();
   while (times.length < maxReps) {

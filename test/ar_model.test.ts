@@ -79,6 +79,7 @@ test('config: every bad field is an error naming it', () => {
     [{ ...ok, head: 'bits' }, /'head' must be 'flat' or 'digits'/],
     [{ ...ok, norm_eps: NaN }, /'norm_eps' must be a positive number/],
     [{ ...ok, digit_hidden: 0 }, /'digit_hidden' must be a positive integer/],
+    [{ ...ok, dropout: 1 }, /'dropout' must be a number in \[0, 1\)/],
     [{ ...ok, dimm: 3 }, /'dimm' is not known/],
   ];
   for (const [cfg, re] of bad) {
@@ -196,6 +197,27 @@ for (const head of ['flat', 'digits'] as const) {
     assert.ok(classGrad.some((v) => v !== 0));
   });
 }
+
+test('dropout: only with a random stream (training); masks from the stream; gradients through the masks match finite differences', () => {
+  const base = { vocab_size: 6, fsq_levels: [2, 3], num_tokens: 3, num_classes: 2, dim: 4, depth: 1, head_dim: 2, mlp_ratio: 2, head: 'digits', digit_hidden: 4 };
+  const m = FlexAR.init(parseArModelConfig({ ...base, dropout: 0.3 }, 'drop'), new Rng(21), { dtype: 'float64' });
+  const plain = FlexAR.init(parseArModelConfig(base, 'plain'), new Rng(21), { dtype: 'float64' });
+  const tokens = new Int32Array([1, 5, 2, 0, 3, 4, 5, 5, 1]);
+  const classes = new Int32Array([1, -1, 0]);
+  const noDrop = m.loss(tokens, classes).item();
+  assert.equal(noDrop, plain.loss(tokens, classes).item(), 'no random stream: nothing dropped');
+  assert.equal(noDrop, plain.loss(tokens, classes, { dropoutRng: new Rng(5) }).item(), 'dropout 0: nothing dropped');
+  const dropped = m.loss(tokens, classes, { dropoutRng: new Rng(5) }).item();
+  assert.notEqual(dropped, noDrop);
+  assert.equal(m.loss(tokens, classes, { dropoutRng: new Rng(5) }).item(), dropped, 'same stream, same masks');
+  assert.notEqual(m.loss(tokens, classes, { dropoutRng: new Rng(6) }).item(), dropped);
+  const named = m.namedParameters();
+  const fn = (...ws: Tensor[]): Tensor => {
+    named.forEach(([name], i) => setWeight(m, name, ws[i]));
+    return m.loss(tokens, classes, { dropoutRng: new Rng(5) });
+  };
+  gradcheck(fn, named.map(([, t]) => t.clone()), { rtol: 1e-5, label: 'loss with dropout' });
+});
 
 for (const head of ['flat', 'digits'] as const) {
   test(`a tiny model learns a class-determined sequence to near-zero loss, then generates it (${head} head)`, () => {

@@ -167,3 +167,13 @@ test('bernoulli frequency and shuffle is a permutation', () => {
   const f1 = new Rng(5).fork(), f2 = new Rng(5).fork();
   assert.deepEqual(draws(f1, 4), draws(f2, 4));
 });
+
+test('fillU32 draws the same stream as nextU32 and leaves the same state', () => {
+  const a = new Rng(77);
+  const b = new Rng(77);
+  const bulk = new Uint32Array(1001);
+  a.fillU32(bulk);
+  assert.deepEqual(Array.from(bulk), Array.from({ length: 1001 }, () => b.nextU32()));
+  assert.deepEqual(a.getState(), b.getState());
+  assert.equal(a.nextU32(), b.nextU32());
+});

@@ -539,6 +539,29 @@ test('FLEXTOK_BACKEND=wasm selects the wasm backend; backendInfo reports it', { 
   }
 });
 
+test('FLEXTOK_GEMM_KC reaches the wasm GEMM (its blocking regroups the k sums: other bits; the default KC: the same bits)', { skip }, () => {
+  const code = `
+    import { loadWasmKernels } from './src/tensor/backend_wasm.ts';
+    const w = loadWasmKernels();
+    const m = 24, n = 40, k = 1000;
+    const fill = (len, seed) => Float32Array.from({ length: len }, (_, i) => (((i * 2654435761 + seed) >>> 0) % 1000) / 1000 - 0.5);
+    const c = new Float32Array(m * n);
+    w.gemm({ transA: false, transB: false, m, n, k, alpha: 1, beta: 0, a: fill(m * k, 1), aOffset: 0, lda: k, strideA: 0,
+      b: fill(k * n, 2), bOffset: 0, ldb: n, strideB: 0, c, cOffset: 0, ldc: n, strideC: 0, batch: 1 });
+    console.log(Buffer.from(c.buffer).toString('base64'));`;
+  const bits = (kc: string | undefined): string => {
+    const env: NodeJS.ProcessEnv = { ...process.env, FLEXTOK_BACKEND: 'wasm', FLEXTOK_WASM_THREADS: '', FLEXTOK_WASM_MODULE: '' };
+    delete env.FLEXTOK_GEMM_KC;
+    if (kc) env.FLEXTOK_GEMM_KC = kc;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env });
+    assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const dflt = bits(undefined);
+  assert.notEqual(bits('64'), dflt, 'KC 64 sums k in other groups than the default');
+  assert.equal(bits('512'), dflt, 'the default KC (512: 32 KiB L1 / 16 columns · 4 bytes) gives the same bits');
+});
+
 // ---- the multi-threaded build ----------------------------------------------------------------
 
 const mtFile = path.join(repoRoot, 'native', 'wasm', 'flextok_kernels_mt.wasm');

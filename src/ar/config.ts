@@ -32,6 +32,9 @@ export interface ArModelConfig {
   digit_hidden: number;
   /** text conditioning (null: class-conditional); see ArTextConfig */
   text: ArTextConfig | null;
+  /** training only: dropout probability on the input embeddings and on every residual branch's output (nanoGPT's
+   * embedding and residual dropout; 0 = none). Inference never drops. */
+  dropout: number;
 }
 
 /**
@@ -53,7 +56,7 @@ export interface ArTextConfig {
 }
 
 const KEYS: readonly (keyof ArModelConfig)[] = [
-  'vocab_size', 'fsq_levels', 'num_tokens', 'num_classes', 'dim', 'depth', 'head_dim', 'mlp_ratio', 'qk_norm', 'head', 'norm_eps', 'digit_hidden', 'text',
+  'vocab_size', 'fsq_levels', 'num_tokens', 'num_classes', 'dim', 'depth', 'head_dim', 'mlp_ratio', 'qk_norm', 'head', 'norm_eps', 'digit_hidden', 'text', 'dropout',
 ];
 const TEXT_KEYS: readonly (keyof ArTextConfig)[] = ['vocab', 'dim', 'max_len', 'depth', 'head_dim'];
 
@@ -109,7 +112,7 @@ function positiveInt(o: Record<string, unknown>, key: string, where: string): nu
 /**
  * Validate a parsed JSON object as an ArModelConfig. Required: vocab_size, fsq_levels, num_tokens, num_classes,
  * dim, depth. Defaults: head_dim 64, mlp_ratio 4, qk_norm true, head 'flat', norm_eps 1e-5, digit_hidden = dim,
- * text null (text: vocab null, depth 0, head_dim min(64, dim)).
+ * dropout 0, text null (text: vocab null, depth 0, head_dim min(64, dim)).
  * Unknown fields are an error (a typo would otherwise be ignored silently); `where` names the source in errors.
  */
 export function parseArModelConfig(json: unknown, where: string): ArModelConfig {
@@ -142,7 +145,9 @@ export function parseArModelConfig(json: unknown, where: string): ArModelConfig 
   const norm_eps = o.norm_eps === undefined ? 1e-5 : o.norm_eps;
   if (typeof norm_eps !== 'number' || !Number.isFinite(norm_eps) || norm_eps <= 0) fail(where, 'norm_eps', `must be a positive number, got ${JSON.stringify(norm_eps)}`);
   const digit_hidden = o.digit_hidden === undefined ? dim : positiveInt(o, 'digit_hidden', where);
-  return { vocab_size, fsq_levels: [...(levels as number[])], num_tokens, num_classes, dim, depth, head_dim, mlp_ratio, qk_norm, head, norm_eps, digit_hidden, text };
+  const dropout = o.dropout === undefined ? 0 : o.dropout;
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) fail(where, 'dropout', `must be a number in [0, 1), got ${JSON.stringify(dropout)}`);
+  return { vocab_size, fsq_levels: [...(levels as number[])], num_tokens, num_classes, dim, depth, head_dim, mlp_ratio, qk_norm, head, norm_eps, digit_hidden, text, dropout };
 }
 
 function nonNegativeInt(o: Record<string, unknown>, key: string, where: string): number {

@@ -15,6 +15,8 @@
 //   head    'flat':   logits = h Wᵀ                    [B, L, V]
 //           'digits': the six FSQ digits of the next token, one after another (DigitHead below)
 //   loss    cross-entropy against t_1 … t_L, mean nats per token.
+//   training with config.dropout p > 0 (and a random stream): inverted dropout on x after the positions and on the
+//   output of every residual branch before it is added (nanoGPT's embedding and residual dropout); never at inference.
 //
 // Norms: RMSNorm with a learned gain everywhere (blocks, final, QK-norm, digit head), eps from the config: the
 // usual choice of LLaMA-style decoders; the official code's norm type is not visible in its inference release.
@@ -36,7 +38,7 @@ import { decodeSafetensors, readSafetensors, toFloat32, writeSafetensors, type T
 import { float32ToBfloat16, float32ToFloat16 } from '../tensor/half.js';
 import { namedTensors, parameters } from '../tensor/module.js';
 import { attention, crossEntropy, linear, rmsNorm } from '../tensor/nn.js';
-import { add, concat, embedding, gelu, mul, reshape, silu, slice } from '../tensor/ops.js';
+import { add, concat, dropout, embedding, gelu, mul, reshape, silu, slice } from '../tensor/ops.js';
 import { BufferPool, unpooled } from '../tensor/pool.js';
 import { Rng } from '../tensor/rng.js';
 import { noGrad, Tensor, withInferencePool } from '../tensor/tensor.js';
@@ -44,6 +46,10 @@ import { fsqBasis, mlpHidden, numHeads, parseArModelConfig, type ArModelConfig, 
 import { conditionBatch, isTextBatch, type ArCondition, type TextBatch } from './text.js';
 
 type FloatDType = 'float32' | 'float64';
+
+/** Training-time dropout of a residual branch or embedding (identity at inference). */
+type Drop = (x: Tensor) => Tensor;
+const noDrop: Drop = (x) => x;
 
 /** The metadata key under which a saved model stores its config (JSON). */
 export const AR_CONFIG_KEY = 'flextok_ar_config';
@@ -186,16 +192,16 @@ export class ArBlock {
 
   /** x [B, L, D] → [B, L, D]: causal over L, or under `selfMask` [B, L, L]; `cross` = this block's prompt keys,
    * values and mask (text models). */
-  forward(x: Tensor, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null = null, selfMask?: Uint8Array): Tensor {
-    let h = add(x, this.attn.forward(rmsNorm(x, this.norm1, this._eps), selfMask));
-    h = this.crossResidual(h, cross);
-    return add(h, this.mlp.forward(rmsNorm(h, this.norm2, this._eps)));
+  forward(x: Tensor, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null = null, selfMask?: Uint8Array, drop: Drop = noDrop): Tensor {
+    let h = add(x, drop(this.attn.forward(rmsNorm(x, this.norm1, this._eps), selfMask)));
+    h = this.crossResidual(h, cross, drop);
+    return add(h, drop(this.mlp.forward(rmsNorm(h, this.norm2, this._eps))));
   }
 
-  private crossResidual(h: Tensor, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null): Tensor {
+  private crossResidual(h: Tensor, cross: { k: Tensor; v: Tensor; mask: Uint8Array } | null, drop: Drop = noDrop): Tensor {
     if (!this.cross) return h;
     if (!cross) throw new Error('ArBlock: a text-conditional block needs the prompt context');
-    return add(h, this.cross.forward(rmsNorm(h, this.normCross!, this._eps), cross.k, cross.v, cross.mask));
+    return add(h, drop(this.cross.forward(rmsNorm(h, this.normCross!, this._eps), cross.k, cross.v, cross.mask)));
   }
 
   /** One new position per row with the KV cache: x [B, 1, D] → [B, 1, D]. Writes this position's k and v into
@@ -332,6 +338,8 @@ export class ArCache {
 export interface ArLossOptions {
   /** digits head: filled with the mean cross-entropy of each digit (their sum is the loss) */
   digitLosses?: Float64Array;
+  /** training: the random stream of config.dropout's masks (without it, or with dropout 0, nothing is dropped) */
+  dropoutRng?: { fillU32(out: Uint32Array): void };
 }
 
 export class FlexAR {
@@ -545,7 +553,7 @@ export class FlexAR {
 
   /** Hidden states after the final norm, h [B, P+1, D], for the input [SOS + class, t_1 … t_P]: row b reads
    * tokens[b·stride … b·stride + P). Records autograd unless called under noGrad. */
-  private hiddenStates(tokens: Int32Array, stride: number, p: number, cond: ArCondition): Tensor {
+  private hiddenStates(tokens: Int32Array, stride: number, p: number, cond: ArCondition, drop: Drop = noDrop): Tensor {
     const b = conditionBatch(cond);
     const d = this.config.dim;
     let x = reshape(this.sosEmbedding(cond), [b, 1, d]); // [B, 1, D]
@@ -554,11 +562,11 @@ export class FlexAR {
       for (let i = 0; i < b; i++) ids.set(tokens.subarray(i * stride, i * stride + p), i * p);
       x = concat([x, this.tokenEmbedding(new Tensor(ids, [b, p]))], 1); // [B, P+1, D]
     }
-    x = add(x, slice(this.posEmb, 0, 0, p + 1)); // + positions [P+1, D]
+    x = drop(add(x, slice(this.posEmb, 0, 0, p + 1))); // + positions [P+1, D]
     const text = isTextBatch(cond) ? cond : null;
     const c = text ? this.promptStates(text) : null; // [B, Lt, D]
     const mask = text ? FlexAR.crossMask(text, p + 1) : null;
-    for (const block of this.blocks) x = block.forward(x, c ? { ...block.cross!.keysValues(c), mask: mask! } : null);
+    for (const block of this.blocks) x = block.forward(x, c ? { ...block.cross!.keysValues(c), mask: mask! } : null, undefined, drop);
     return rmsNorm(x, this.norm, this.config.norm_eps);
   }
 
@@ -590,7 +598,10 @@ export class FlexAR {
     }
     this.checkCondition(cond, b, 'loss');
     this.checkTokens(tokens, 'loss');
-    const h = reshape(this.hiddenStates(tokens, l, l - 1, cond), [b * l, this.config.dim]); // [N, D]
+    const pDrop = this.config.dropout;
+    const rng = opts.dropoutRng;
+    const drop: Drop = rng && pDrop > 0 ? (x) => dropout(x, pDrop, rng) : noDrop;
+    const h = reshape(this.hiddenStates(tokens, l, l - 1, cond, drop), [b * l, this.config.dim]); // [N, D]
     const targets = new Tensor(tokens, [b * l]);
     if (this.head) return crossEntropy(linear(h, this.head), targets);
     const dh = this.digitHead!;

@@ -676,13 +676,17 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   return where(mask, Tensor.scalar(value, x.dtype), x);
 }
 
-/** Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p). Identity when !training. */
-export function dropout(x: Tensor, p: number, rng: { uniform(): number }, training = true): Tensor {
+/** Inverted dropout: zero each element with probability p (one 32-bit draw of `rng` per element, in order), scale
+ * the rest by 1/(1-p). Identity when !training. */
+export function dropout(x: Tensor, p: number, rng: { fillU32(out: Uint32Array): void }, training = true): Tensor {
   if (!training || p === 0) return x;
   if (p < 0 || p >= 1) throw new Error(`dropout probability must be in [0, 1), got ${p}`);
   const m = floatOutUninit(x, x.shape);
   const s = 1 / (1 - p);
-  for (let i = 0; i < m.size; i++) m.f[i] = rng.uniform() < p ? 0 : s;
+  const draws = new Uint32Array(m.size);
+  rng.fillU32(draws);
+  const threshold = p * 4294967296; // P(draw < threshold) = p
+  for (let i = 0; i < m.size; i++) m.f[i] = draws[i] < threshold ? 0 : s;
   return mul(x, m);
 }
 

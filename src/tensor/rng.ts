@@ -50,6 +50,24 @@ export class Rng {
     return result;
   }
 
+  /** Fills `out` with the next out.length values of nextU32 (the same stream, computed on local state: the fast
+   * path for bulk draws such as dropout masks). */
+  fillU32(out: Uint32Array): void {
+    let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    for (let i = 0; i < out.length; i++) {
+      const r = Math.imul(s1, 5);
+      out[i] = Math.imul((r << 7) | (r >>> 25), 9);
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+    }
+    this.s0 = s0 >>> 0; this.s1 = s1 >>> 0; this.s2 = s2 >>> 0; this.s3 = s3 >>> 0;
+  }
+
   /** Uniform float64 in [0, 1) with 53 random bits. */
   uniform(): number {
     const a = this.nextU32() >>> 5; // 27 bits

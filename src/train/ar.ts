@@ -57,7 +57,7 @@ export function arModelConfigFor(cfg: ArTrainConfig, ds: TokenDataset, fsqLevels
   return {
     vocab_size: ds.codebookSize, fsq_levels: fsqLevels, num_tokens: ds.numTokens, num_classes: text ? 0 : ds.classNames.length,
     dim: m.dim, depth: m.depth, head_dim: m.head_dim, mlp_ratio: m.mlp_ratio, qk_norm: m.qk_norm, head: m.head,
-    norm_eps: 1e-6, digit_hidden: m.digit_hidden ?? m.dim, text,
+    norm_eps: 1e-6, digit_hidden: m.digit_hidden ?? m.dim, text, dropout: m.dropout,
   };
 }
 
@@ -112,11 +112,11 @@ export class ArTrainer {
       if (text) {
         // labels are row indices here; a dropped caption becomes the empty prompt
         const prompts = Array.from(batch.labels, (row) => (this.rng.uniform() < this.cfg.class_dropout ? '' : this.train.captions![row]));
-        l = this.model.loss(tokens, encodePrompts(prompts, text));
+        l = this.model.loss(tokens, encodePrompts(prompts, text), { dropoutRng: this.rng });
       } else {
         const classes = Int32Array.from(batch.labels);
         for (let i = 0; i < b; i++) if (this.rng.uniform() < this.cfg.class_dropout) classes[i] = -1;
-        l = this.model.loss(tokens, classes);
+        l = this.model.loss(tokens, classes, { dropoutRng: this.rng });
       }
       const value = l.item();
       if (!Number.isFinite(value)) throw new Error(`training diverged at step ${this.step + 1}: loss is ${value}`);

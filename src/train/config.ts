@@ -181,6 +181,8 @@ export interface ArTrainModelConfig {
   /** text conditioning on the token dataset's captions with the model's own word encoder (its vocabulary is
    * built from the training captions); null = class-conditional */
   text: { dim: number; depth: number; head_dim: number; max_len: number } | null;
+  /** dropout on the embeddings and every residual branch in training (0 = none) */
+  dropout: number;
 }
 
 export interface ArRunConfig {
@@ -552,6 +554,7 @@ export function parseArTrainConfig(json: Json, source = 'config'): ArTrainConfig
       qk_norm: ms.bool('qk_norm', true),
       digit_hidden: ms.optInt('digit_hidden', null),
       text: null,
+      dropout: ms.num('dropout', 0, { min: 0, max: 0.9 }),
     };
     const textRaw = ms.raw('text');
     if (textRaw !== undefined && textRaw !== null) {

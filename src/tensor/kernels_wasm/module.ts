@@ -69,17 +69,36 @@ export class WasmExit extends Error {
 const WASI_ERRNO_SUCCESS = 0;
 const WASI_ERRNO_BADF = 8;
 
+/** The environment the kernels see: only the GEMM blocking overrides (FLEXTOK_GEMM_MC / _NC / _KC, read once when
+ * the first GEMM runs), from the host's process environment where there is one (Node); empty in a browser. */
+function kernelEnvironment(): Uint8Array[] {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+  const enc = new TextEncoder();
+  return ['FLEXTOK_GEMM_MC', 'FLEXTOK_GEMM_NC', 'FLEXTOK_GEMM_KC']
+    .filter((k) => env[k] !== undefined && /^[0-9]{1,6}$/.test(env[k]!))
+    .map((k) => enc.encode(`${k}=${env[k]}\0`));
+}
+
 /** The WASI imports the module has (wasi-libc's getenv, abort and the stdio behind libc++abi's abort messages):
- * an empty environment, no files (writes fail), and exit as an exception. */
+ * the environment of kernelEnvironment, no files (writes fail), and exit as an exception. */
 function wasiStubs(memory: () => WebAssembly.Memory): WebAssembly.ModuleImports {
+  const environment = kernelEnvironment();
   return {
     environ_sizes_get(countPtr: number, sizePtr: number): number {
       const view = new DataView(memory().buffer);
-      view.setUint32(countPtr, 0, true);
-      view.setUint32(sizePtr, 0, true);
+      view.setUint32(countPtr, environment.length, true);
+      view.setUint32(sizePtr, environment.reduce((n, e) => n + e.length, 0), true);
       return WASI_ERRNO_SUCCESS;
     },
-    environ_get(): number {
+    environ_get(environPtr: number, bufPtr: number): number {
+      const view = new DataView(memory().buffer);
+      const bytes = new Uint8Array(memory().buffer);
+      let at = bufPtr;
+      environment.forEach((e, i) => {
+        view.setUint32(environPtr + 4 * i, at, true);
+        bytes.set(e, at);
+        at += e.length;
+      });
       return WASI_ERRNO_SUCCESS;
     },
     proc_exit(code: number): never {
