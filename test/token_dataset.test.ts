@@ -20,6 +20,8 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { commandHelp, parseCommand, UsageError } from '../src/cli/args.js';
 import { imageShift, MAX_SHIFT, runTokenizeDataset, tokenizeDatasetSpec } from '../src/cli/tokenize_dataset.js';
 import { REPO_ROOT } from './helpers/golden.js';
+import { withMirroredClasses } from '../src/train/ar.js';
+import { parseArTrainConfig } from '../src/train/config.js';
 
 const MODEL_REL = 'models/fmnist-default';
 const MODEL_FILE = path.join(REPO_ROOT, MODEL_REL, 'model.safetensors');
@@ -352,6 +354,28 @@ describe('token dataset reader', () => {
     assert.equal(st.distinct, 12);
     assert.deepEqual(st.perPosition, [3, 3, 3, 3]);
     assert.deepEqual(st.perClass, [1, 1, 1]);
+  });
+
+  test('mirrored rows of chosen classes only (train-ar tokens.mirrored_classes): the other rows kept, in order', () => {
+    const file = path.join(dir, 'mirror.safetensors');
+    writeTokenDataset(file, { ...content(), captions: ['x', 'y', 'z'] });
+    const ds = readTokenDataset(file);
+    const lines: string[] = [];
+    const none = withMirroredClasses(ds, [], (l) => lines.push(l)); // row 1 is the mirror of a class-2 image
+    assert.equal(none.count, 2);
+    assert.deepEqual(Array.from(none.tokens), [0, 1, 2, 3, 99, 98, 97, 96]);
+    assert.deepEqual(Array.from(none.labels), [0, 1]);
+    assert.deepEqual(Array.from(none.index), [0, 1]);
+    assert.deepEqual(Array.from(none.flipped), [0, 0]);
+    assert.deepEqual(none.captions, ['x', 'z']);
+    assert.match(lines[0]!, /mirrored rows only of none: 2 of 3 sequences/);
+    assert.equal(withMirroredClasses(ds, [2], () => {}).count, 3, 'class 2 keeps its mirror');
+    assert.equal(withMirroredClasses(ds, [0, 1], () => {}).count, 2);
+    assert.equal(withMirroredClasses(ds, null, () => {}), ds, 'null: every row');
+    assert.throws(() => withMirroredClasses(ds, [3], () => {}), /mirrored_classes: class 3 is not one of .*'s 3 classes \(0\.\.2\)/);
+    assert.throws(() => parseArTrainConfig({ tokens: { mirrored_classes: [1, 'coat'] } }), /tokens\.mirrored_classes: expected a list of class indices/);
+    assert.deepEqual(parseArTrainConfig({ tokens: { mirrored_classes: [0, 4] } }).tokens.mirrored_classes, [0, 4]);
+    assert.equal(parseArTrainConfig({}).tokens.mirrored_classes, null);
   });
 
   test('captions (scene datasets): round trip, absent for plain data, corrupt offsets and bytes named', () => {

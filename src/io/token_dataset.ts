@@ -86,6 +86,27 @@ export interface TokenDataset extends TokenDatasetInfo {
   metadata: Record<string, string>;
 }
 
+/** The rows of `ds` for which keep(row) holds, in order (e.g. dropping the mirrored copies of some classes). */
+export function selectTokenRows(ds: TokenDataset, keep: (row: number) => boolean): TokenDataset {
+  const rows: number[] = [];
+  for (let i = 0; i < ds.count; i++) if (keep(i)) rows.push(i);
+  const r = ds.numTokens;
+  const tokens = new Int32Array(rows.length * r);
+  const labels = new Int32Array(rows.length);
+  const index = new Int32Array(rows.length);
+  const flipped = new Uint8Array(rows.length);
+  const shifts = ds.shifts ? new Int32Array(rows.length * 2) : null;
+  rows.forEach((i, j) => {
+    tokens.set(ds.tokens.subarray(i * r, (i + 1) * r), j * r);
+    labels[j] = ds.labels[i];
+    index[j] = ds.index[i];
+    flipped[j] = ds.flipped[i];
+    shifts?.set(ds.shifts!.subarray(i * 2, i * 2 + 2), j * 2);
+  });
+  const captions = ds.captions ? rows.map((i) => ds.captions![i]) : null;
+  return { ...ds, count: rows.length, tokens, labels, index, flipped, shifts, captions };
+}
+
 /** What writeTokenDataset takes: the arrays, the recorded fields and optional extra metadata strings. */
 export interface TokenDatasetContent extends TokenDatasetInfo {
   tokens: Int32Array;

@@ -12,7 +12,7 @@ import { generate } from '../ar/sampling.js';
 import { buildVocab, encodePrompts, promptWords } from '../ar/text.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import type { ImageDataset } from '../io/datasets.js';
-import { checkTokenizerMatch, readTokenDataset, sha256OfFile, tokenizerWeightsFile, type TokenDataset } from '../io/token_dataset.js';
+import { checkTokenizerMatch, readTokenDataset, selectTokenRows, sha256OfFile, tokenizerWeightsFile, type TokenDataset } from '../io/token_dataset.js';
 import { mul } from '../tensor/ops.js';
 import { clipGradNorm, type AdamW, type EMA, warmupCosineLr } from '../tensor/optim.js';
 import { BufferPool } from '../tensor/pool.js';
@@ -162,6 +162,18 @@ function tokenizerLevels(tok: FlexTok): number[] {
   return [...tok.fsq.levels];
 }
 
+/** The training rows: every unmirrored row, and the mirrored ones (flipped = 1) only of `classes` (null = all). */
+export function withMirroredClasses(ds: TokenDataset, classes: number[] | null, log: (line: string) => void): TokenDataset {
+  if (classes === null) return ds;
+  const bad = classes.find((c) => c >= ds.classNames.length);
+  if (bad !== undefined) throw new Error(`tokens.mirrored_classes: class ${bad} is not one of ${ds.file}'s ${ds.classNames.length} classes (0..${ds.classNames.length - 1})`);
+  const keep = new Set(classes);
+  const out = selectTokenRows(ds, (i) => !ds.flipped[i] || keep.has(ds.labels[i]));
+  const names = classes.map((c) => ds.classNames[c]).join(', ') || 'none';
+  log(`tokens.mirrored_classes: mirrored rows only of ${names}: ${out.count} of ${ds.count} sequences`);
+  return out;
+}
+
 export interface ArRunOptions {
   config: ArTrainConfig;
   outDir: string;
@@ -174,7 +186,7 @@ export async function runArTraining(opts: ArRunOptions): Promise<ArTrainer> {
   const cfg = opts.config;
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!cfg.tokens.train) throw new Error('no training tokens: give --tokens DIR (a tokenize-dataset folder) or tokens.train in the config');
-  const train = readTokenDataset(cfg.tokens.train);
+  const train = withMirroredClasses(readTokenDataset(cfg.tokens.train), cfg.tokens.mirrored_classes, log);
   const val = cfg.tokens.val ? readTokenDataset(cfg.tokens.val) : null;
   const weightsFile = tokenizerWeightsFile(cfg.tokenizer);
   const tokenizerSha = sha256OfFile(weightsFile);

@@ -151,7 +151,7 @@ const setTokens = (c: ArTrainConfig, args: ParsedArgs): void => {
     const train = path.join(dir, 'train.safetensors');
     if (!fs.existsSync(train)) throw new UsageError(`--tokens: ${train} does not exist (write it with \`flextok tokenize-dataset --out ${dir}\`)`, args.command);
     const val = path.join(dir, 'test.safetensors');
-    c.tokens = { train, val: fs.existsSync(val) ? val : null };
+    c.tokens = { ...c.tokens, train, val: fs.existsSync(val) ? val : null };
   }
   const tokenizer = args.str('tokenizer');
   if (tokenizer !== undefined) c.tokenizer = tokenizer;

@@ -202,7 +202,13 @@ export interface ArTrainConfig {
   kind: 'ar';
   seed: number;
   /** token datasets written by `flextok tokenize-dataset` (train split; validation split or null) */
-  tokens: { train: string; val: string | null };
+  tokens: {
+    train: string;
+    val: string | null;
+    /** train only on the mirrored rows (tokenize-dataset --augment flip) of these class indices; null = of every
+     * class. Fashion-MNIST's shoes all face one way and its bags mostly do: their mirrors are not in the data. */
+    mirrored_classes: number[] | null;
+  };
   /** the tokenizer the tokens came from (checked by sha256; decodes the sample grids) */
   tokenizer: string;
   model: ArTrainModelConfig;
@@ -543,6 +549,14 @@ export function parseArTrainConfig(json: Json, source = 'config'): ArTrainConfig
     if (valRaw !== undefined && valRaw !== null && (typeof valRaw !== 'string' || valRaw === '')) {
       throw new ConfigError(`tokens.val: expected a file path or null, got ${JSON.stringify(valRaw)}`);
     }
+    const mirroredRaw = ts.raw('mirrored_classes');
+    let mirrored: number[] | null = null;
+    if (mirroredRaw !== undefined && mirroredRaw !== null) {
+      if (!Array.isArray(mirroredRaw) || !mirroredRaw.every((c) => typeof c === 'number' && Number.isInteger(c) && c >= 0)) {
+        throw new ConfigError(`tokens.mirrored_classes: expected a list of class indices (integers ≥ 0) or null, got ${JSON.stringify(mirroredRaw)}`);
+      }
+      mirrored = mirroredRaw as number[];
+    }
     ts.done();
     const ms = s.section('model');
     const model: ArTrainModelConfig = {
@@ -584,7 +598,7 @@ export function parseArTrainConfig(json: Json, source = 'config'): ArTrainConfig
     const cfg: ArTrainConfig = {
       kind: 'ar',
       seed: s.num('seed', 0, { int: true, min: 0 }),
-      tokens: { train: trainTokens, val: (valRaw as string | null | undefined) ?? null },
+      tokens: { train: trainTokens, val: (valRaw as string | null | undefined) ?? null, mirrored_classes: mirrored },
       tokenizer: s.str('tokenizer', 'models/fmnist-default'),
       model,
       class_dropout: s.num('class_dropout', 0.1, { min: 0, max: 1 }),
