@@ -16,7 +16,8 @@
 //           'digits': the six FSQ digits of the next token, one after another (DigitHead below)
 //   loss    cross-entropy against t_1 … t_L, mean nats per token.
 //   training with config.dropout p > 0 (and a random stream): inverted dropout on x after the positions and on the
-//   output of every residual branch before it is added (nanoGPT's embedding and residual dropout); never at inference.
+//   output of every residual branch of the blocks before it is added (nanoGPT's embedding and residual dropout; not
+//   in the text encoder); never at inference.
 //
 // Norms: RMSNorm with a learned gain everywhere (blocks, final, QK-norm, digit head), eps from the config: the
 // usual choice of LLaMA-style decoders; the official code's norm type is not visible in its inference release.
