@@ -683,10 +683,13 @@ export function dropout(x: Tensor, p: number, rng: { fillU32(out: Uint32Array): 
   if (p < 0 || p >= 1) throw new Error(`dropout probability must be in [0, 1), got ${p}`);
   const m = floatOutUninit(x, x.shape);
   const s = 1 / (1 - p);
-  const draws = new Uint32Array(m.size);
+  // draw into the mask's own (pooled) storage when it is float32, so a training step allocates nothing here;
+  // each element's draw is read before its mask value overwrites it
+  const f = m.f;
+  const draws = f instanceof Float32Array ? new Uint32Array(f.buffer, f.byteOffset, m.size) : new Uint32Array(m.size);
   rng.fillU32(draws);
   const threshold = p * 4294967296; // P(draw < threshold) = p
-  for (let i = 0; i < m.size; i++) m.f[i] = draws[i] < threshold ? 0 : s;
+  for (let i = 0; i < m.size; i++) f[i] = draws[i] < threshold ? 0 : s;
   return mul(x, m);
 }
 
