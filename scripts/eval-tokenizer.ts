@@ -68,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
       if (!fs.existsSync(f)) throw new UsageError(`--classifier: ${f} not found`, spec.name);
       classifiers.push({ name: path.basename(path.dirname(path.resolve(f))), model: FmnistClassifier.load(f) });
     }
-  } else if (clsArg !== undefined && clsArg !== 'none') {
+  } else if (clsArg !== undefined && clsArg !== 'none' && images.shape[1] !== 1) {
     throw new UsageError(`--classifier ${clsArg}: the classifiers take 1-channel images; this model makes ${channels}-channel ones`, spec.name);
   }
 

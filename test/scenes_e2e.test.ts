@@ -64,14 +64,16 @@ describe('Fashion-MNIST scenes, text-conditional, end to end (toy sizes)', { ski
     assert.ok(fs.existsSync(path.join(dir, 'eval', 'chart.png')));
   });
 
-  it('scripts/eval-tokenizer.ts --data fmnist-scenes scores reconstructions with the scene metric (and the originals, its ceiling)', async () => {
+  it('scripts/eval-tokenizer.ts --data fmnist-scenes scores reconstructions with the scene metric (and the originals, its ceiling), with the classifier --classifier names', async () => {
     const json = path.join(dir, 'tok-eval.json');
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'scripts/eval-tokenizer.ts', '--model', path.join(dir, 'tok'), '--data', 'fmnist-scenes', '--n', '6', '--k', '1,8', '--steps', '1', '--batch', '4', '--json', json],
+      execFile(process.execPath, ['--import', 'tsx', 'scripts/eval-tokenizer.ts', '--model', path.join(dir, 'tok'), '--data', 'fmnist-scenes', '--n', '6', '--k', '1,8', '--steps', '1', '--batch', '4', '--json', json,
+        '--classifier', 'models/fmnist-classifier-robust/classifier.safetensors'],
         { cwd: root }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }));
     });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /\| k \| exact match \| per-cell accuracy \|/);
+    assert.match(r.stdout, /classified by fmnist-classifier-robust\)/, 'the metric uses the classifier --classifier names');
     const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as { images: number; scenes: { original: { exact: number; cell: number }; rows: { k: number; exact: number; cell: number }[] } };
     assert.equal(rep.images, 6);
     assert.deepEqual(rep.scenes.rows.map((x) => x.k), [1, 8]);
