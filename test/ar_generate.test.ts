@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { Generator, previewLengths } from '../src/ar/generator.js';
+import { parseArSampling } from '../src/ar/settings.js';
 import { root, SHIPPED_TOKENIZER, writeSyntheticTokens } from './helpers/tokens.js';
 
 interface Run {
@@ -93,6 +94,7 @@ describe('stage 2 through the CLI (tiny generator)', { timeout: 180_000 }, () =>
     assertCleanError(await flextok([...base, '--tokens', '33']), /1\.\.32/);
     assertCleanError(await flextok([...base, '--cfg', 'nan']), /--cfg/);
     assertCleanError(await flextok([...base, '--top-p', '0']), /top_p/);
+    assertCleanError(await flextok([...base, '--apg', '--no-apg']), /--apg and --no-apg contradict/);
     assertCleanError(await flextok(['generate', '--model', model]), /--out/);
     assertCleanError(await flextok(['generate', '--model', path.join(dir, 'nope'), '--out', path.join(dir, 'x.png')]), /no such generator/);
     // a tokenizer other than the one the generator was trained on (the golden tiny e2e model or a changed copy)
@@ -122,6 +124,19 @@ describe('stage 2 through the CLI (tiny generator)', { timeout: 180_000 }, () =>
     assert.equal(gen.classIndex('Ankle boot'), 9);
     assert.equal(gen.classIndex('t-shirt'), 0);
     assert.throws(() => gen.settings({ num_tokens: 40 }), /1\.\.32/);
+  });
+
+  it('decoder_apg chooses the decoder guidance: plain CFG or APG, as the tokenizer decodes with it', () => {
+    const gen = Generator.load(model);
+    const tokens = gen.generateTokens([2], gen.settings({ seed: 5, num_tokens: 4 }));
+    const decodeWith = (apg: boolean) => gen.decode(tokens, 4, gen.settings({ seed: 5, decoder_steps: 2, decoder_guidance: 3, decoder_apg: apg })).f;
+    const plain = gen.tokenizer.detokenize(tokens.map((t) => Array.from(t)), { k: 4, steps: 2, guidance: 3, apg: false, seed: 5 }).f;
+    const apg = gen.tokenizer.detokenize(tokens.map((t) => Array.from(t)), { k: 4, steps: 2, guidance: 3, apg: true, seed: 5 }).f;
+    assert.deepEqual(decodeWith(false), plain);
+    assert.deepEqual(decodeWith(true), apg);
+    assert.notDeepEqual(plain, apg);
+    assert.throws(() => parseArSampling({ decoder_apg: 'yes' }), /decoder_apg: expected true or false/);
+    assert.equal(parseArSampling({}).decoder_apg, true, 'stored settings without the key keep APG, as before the key existed');
   });
 
   it('eval-generation writes the table, the JSON report and the chart', async () => {

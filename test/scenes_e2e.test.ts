@@ -24,12 +24,14 @@ function flextok(args: string[]): Promise<{ code: number; stdout: string; stderr
 
 describe('Fashion-MNIST scenes, text-conditional, end to end (toy sizes)', { skip: !haveFmnist && 'Fashion-MNIST not installed', timeout: 300_000 }, () => {
   let dir = '';
+  let tokenizeLog = '';
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-scenes-e2e-'));
     const t = await flextok(['train-tokenizer', '--config', 'configs/scenes-test-tiny.json', '--out', path.join(dir, 'tok')]);
     assert.equal(t.code, 0, t.stderr);
-    const d = await flextok(['tokenize-dataset', '--model', path.join(dir, 'tok'), '--data', 'fmnist-scenes', '--limit', '40', '--augment', 'flip', '--out', path.join(dir, 'tokens')]);
+    const d = await flextok(['tokenize-dataset', '--model', path.join(dir, 'tok'), '--data', 'fmnist-scenes', '--scenes', '65000', '--limit', '40', '--augment', 'flip', '--out', path.join(dir, 'tokens')]);
     assert.equal(d.code, 0, d.stderr);
+    tokenizeLog = d.stdout + d.stderr;
     const a = await flextok(['train-ar', '--config', 'configs/ar-text-test-tiny.json', '--tokens', path.join(dir, 'tokens'), '--tokenizer', path.join(dir, 'tok'), '--out', path.join(dir, 'ar')]);
     assert.equal(a.code, 0, a.stderr);
   });
@@ -46,6 +48,9 @@ describe('Fashion-MNIST scenes, text-conditional, end to end (toy sizes)', { ski
     }
     assert.deepEqual(ds.classNames, ['1 item', '2 items', '3 items', '4 items']);
     assert.equal(readTokenDataset(path.join(dir, 'tokens', 'test.safetensors')).captions!.length, 80);
+    // --scenes sets how many train scenes are drawn (the test split stays 10,000)
+    assert.match(tokenizeLog, /train: 40 of 65,000 images of fmnist-scenes-train/);
+    assert.match(tokenizeLog, /test: 40 of 10,000 images of fmnist-scenes-test/);
   });
 
   it('generate --prompt writes a 64×64 scene; eval-generation reports exact match by n and k with a chart', async () => {

@@ -16,13 +16,20 @@ export interface ArSamplingConfig {
   top_p: number;
   /** Euler steps of the tokenizer's decoder when tokens become images */
   decoder_steps: number;
-  /** guidance of the tokenizer's decoder (1 = none; APG when ≠ 1) */
+  /** guidance of the tokenizer's decoder (1 = none) */
   decoder_guidance: number;
+  /** with decoder_guidance ≠ 1: adaptive projected guidance (true, the official default) or plain CFG (false) */
+  decoder_apg: boolean;
 }
 
 export const AR_SAMPLING_DEFAULTS: ArSamplingConfig = {
-  cfg_scale: 1.5, cfg_schedule: 'constant', cfg_power: 1, temperature: 1, top_k: 0, top_p: 1, decoder_steps: 25, decoder_guidance: 1,
+  cfg_scale: 1.5, cfg_schedule: 'constant', cfg_power: 1, temperature: 1, top_k: 0, top_p: 1, decoder_steps: 25, decoder_guidance: 1, decoder_apg: true,
 };
+
+/** "guidance G" with its kind: "guidance 1", "guidance 4 (plain CFG)", "guidance 7.5 (APG)". */
+export function decoderGuidanceText(s: Pick<ArSamplingConfig, 'decoder_guidance' | 'decoder_apg'>): string {
+  return s.decoder_guidance === 1 ? 'guidance 1' : `guidance ${s.decoder_guidance} (${s.decoder_apg ? 'APG' : 'plain CFG'})`;
+}
 
 const KEYS = Object.keys(AR_SAMPLING_DEFAULTS) as (keyof ArSamplingConfig)[];
 
@@ -42,6 +49,8 @@ export function parseArSampling(json: unknown, where = 'sampling'): ArSamplingCo
   if (schedule !== 'constant' && schedule !== 'linear' && schedule !== 'power-cosine') {
     throw new Error(`${where}.cfg_schedule: expected "constant", "linear" or "power-cosine", got ${JSON.stringify(schedule)}`);
   }
+  const apg = obj.decoder_apg ?? AR_SAMPLING_DEFAULTS.decoder_apg;
+  if (typeof apg !== 'boolean') throw new Error(`${where}.decoder_apg: expected true or false, got ${JSON.stringify(apg)}`);
   return {
     cfg_scale: num('cfg_scale', (v) => v >= 0, 'a number ≥ 0'),
     cfg_schedule: schedule,
@@ -51,5 +60,6 @@ export function parseArSampling(json: unknown, where = 'sampling'): ArSamplingCo
     top_p: num('top_p', (v) => v > 0 && v <= 1, 'a number in (0, 1] (1 = off)'),
     decoder_steps: num('decoder_steps', (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1'),
     decoder_guidance: num('decoder_guidance', (v) => v >= 0, 'a number ≥ 0'),
+    decoder_apg: apg,
   };
 }

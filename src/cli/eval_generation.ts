@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Generator, type GenerationSettings } from '../ar/generator.js';
+import { decoderGuidanceText } from '../ar/settings.js';
 import { FmnistClassifier } from '../eval/classifier.js';
 import { writeLineChart } from '../eval/chart.js';
 import { evaluateGeneration, generationTable, type GenerationReport, type LabelledImages } from '../eval/generation.js';
@@ -13,7 +14,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { openDataset, sampleBatchWithLabels } from '../train/data.js';
 import type { ImageDataset } from '../io/datasets.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
-import { DEFAULT_GENERATOR, optNum } from './generate.js';
+import { apgOption, DEFAULT_GENERATOR, optNum } from './generate.js';
 import { ProgressBar } from './progress.js';
 import { evaluateSceneGeneration, sceneTable, type SceneEvalReport, type ScenePrompt } from '../eval/scenes.js';
 import { loadFashionScenes, sceneLayout } from '../io/scenes.js';
@@ -43,6 +44,8 @@ export const evalGenerationSpec: CommandSpec = {
     { name: 'top-p', kind: 'string', value: 'P', help: 'top-p filter (1 = off)', defaultText: 'stored' },
     { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder", defaultText: 'stored' },
+    { name: 'apg', kind: 'boolean', help: 'with --guidance ≠ 1: adaptive projected guidance in the decoder', defaultText: 'stored' },
+    { name: 'no-apg', kind: 'boolean', help: 'with --guidance ≠ 1: plain classifier-free guidance in the decoder' },
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the generation (batch b uses seed + b) and of the floor subset', defaultText: '1000 (not the seeds the samples of a model card were chosen on)' },
     { name: 'reuse-recon', kind: 'string', value: 'FILE', help: "take the reconstruction columns from an earlier report.json (same tokenizer, --recon, seed and decoder settings: they do not depend on the generator)" },
     { name: 'out-dir', kind: 'string', value: 'DIR', help: 'writes report.md, report.json and chart.png there (required)' },
@@ -99,7 +102,7 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
   const over: Partial<GenerationSettings> = {
     cfg_scale: optNum(args, 'cfg', { min: 0 }), temperature: optNum(args, 'temperature'), top_k: optNum(args, 'top-k', { integer: true, min: 0 }),
     top_p: optNum(args, 'top-p'), decoder_steps: optNum(args, 'steps', { integer: true, min: 1 }), decoder_guidance: optNum(args, 'guidance', { min: 0 }),
-    seed: args.num('seed', 1000, { integer: true, min: 0 }),
+    decoder_apg: apgOption(args), seed: args.num('seed', 1000, { integer: true, min: 0 }),
   };
   const schedule = args.str('cfg-schedule');
   if (schedule !== undefined) over.cfg_schedule = schedule as GenerationSettings['cfg_schedule'];
@@ -128,7 +131,7 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
   if (classifiers.length === 0) throw new Error(`no classifier found (${CLASSIFIERS.map((c) => c.file).join(', ')}); run from the repository root`);
   log(`eval-generation: ${gen.source}, ${n} samples (${perClass} per class) at k = ${(ks ?? []).join(', ') || `1, 2, 4, …, ${r}`}; ` +
     `cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, top-k ${settings.top_k}, top-p ${settings.top_p}, ` +
-    `decoder ${settings.decoder_steps} steps, guidance ${settings.decoder_guidance}; reference ${test.size} test images, floor ${n} train images, ${reconImages.labels.length} reconstructions`);
+    `decoder ${settings.decoder_steps} steps, ${decoderGuidanceText(settings)}; reference ${test.size} test images, floor ${n} train images, ${reconImages.labels.length} reconstructions`);
   let knownRecon: Map<number, { fdRecon: number; reconAccuracy: number }> | undefined;
   const reuse = args.str('reuse-recon');
   if (reuse !== undefined) {
@@ -139,9 +142,9 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
       throw new UsageError(`--reuse-recon ${reuse}: cannot read the report (${(e as Error).message})`, args.command);
     }
     const ps = prev.settings ?? {};
-    if (ps.decoder_steps !== settings.decoder_steps || ps.decoder_guidance !== settings.decoder_guidance || ps.seed !== settings.seed
+    if (ps.decoder_steps !== settings.decoder_steps || ps.decoder_guidance !== settings.decoder_guidance || (settings.decoder_guidance !== 1 && (ps.decoder_apg ?? true) !== settings.decoder_apg) || ps.seed !== settings.seed
       || (prev.reconImages !== undefined && prev.reconImages !== reconImages.labels.length) || !Array.isArray(prev.rows)) {
-      throw new UsageError(`--reuse-recon ${reuse}: its decoder steps, guidance, seed or reconstruction count differ from this run's; reconstruct again instead`, args.command);
+      throw new UsageError(`--reuse-recon ${reuse}: its decoder steps, guidance, APG, seed or reconstruction count differ from this run's; reconstruct again instead`, args.command);
     }
     knownRecon = new Map(prev.rows.map((r) => [r.k, { fdRecon: r.fdRecon, reconAccuracy: r.reconAccuracy }]));
   }
@@ -228,7 +231,7 @@ async function evalScenes(args: ParsedArgs, gen: Generator, settings: Generation
   const classifier = FmnistClassifier.load(CLASSIFIERS[0]!.file);
   log(`eval-generation: ${gen.source}, ${flat.length} prompts (${perN} per item count n = 1..4, test scenes from ${first}), 1 sample each, ` +
     `k = ${(ks ?? []).join(', ') || `1, 2, 4, …, ${r}`}; cfg ${settings.cfg_scale} (${settings.cfg_schedule}), temperature ${settings.temperature}, ` +
-    `decoder ${settings.decoder_steps} steps, guidance ${settings.decoder_guidance}; ${reconSet ? reconSet.images.shape[0] : 0} reconstructions of test scenes`);
+    `decoder ${settings.decoder_steps} steps, ${decoderGuidanceText(settings)}; ${reconSet ? reconSet.images.shape[0] : 0} reconstructions of test scenes`);
   const progress = phaseProgress();
   const report = evaluateSceneGeneration(gen, { prompts: flat, ks, settings, classifier, recon: reconSet, onProgress: progress.update });
   progress.done();

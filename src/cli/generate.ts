@@ -35,6 +35,8 @@ export const generateSpec: CommandSpec = {
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the token draws and of the decoder noise (same seed, same images)', defaultText: '0' },
     { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder (1 = none)", defaultText: 'stored' },
+    { name: 'apg', kind: 'boolean', help: "with --guidance ≠ 1: adaptive projected guidance in the decoder", defaultText: 'stored' },
+    { name: 'no-apg', kind: 'boolean', help: 'with --guidance ≠ 1: plain classifier-free guidance in the decoder' },
     { name: 'out', short: 'o', kind: 'string', value: 'FILE', help: 'grid PNG: one row per class or prompt, one column per sample' },
     { name: 'out-dir', kind: 'string', value: 'DIR', help: 'one PNG per sample, <class index>_<sample index>.png (prompts: <line index>_<sample index>.png) at the tokenizer\'s native size, plus tokens.json (for flextok detokenize)' },
     { name: 'progressive', kind: 'boolean', help: 'also decode the prefixes 1, 2, 4, … while generating and write each preview as soon as it is ready, plus a strip of all previews per sample' },
@@ -44,6 +46,12 @@ export const generateSpec: CommandSpec = {
     "With --progressive and --out grid.png: grid_k<K>.png per preview and grid_strips.png (one row per sample, one column per k). With --out-dir: <c>_<s>_k<K>.png and <c>_<s>_strip.png.",
   ],
 };
+
+/** --apg / --no-apg: the decoder's guidance kind, or undefined (the stored setting) when neither is given. */
+export function apgOption(args: ParsedArgs): boolean | undefined {
+  if (args.flag('apg') && args.flag('no-apg')) throw new UsageError('--apg and --no-apg contradict each other', args.command);
+  return args.flag('apg') ? true : args.flag('no-apg') ? false : undefined;
+}
 
 /** A number option, or undefined when absent; NaN, infinities and non-numbers are usage errors. */
 export function optNum(args: ParsedArgs, name: string, opts: { integer?: boolean; min?: number } = {}): number | undefined {
@@ -67,6 +75,7 @@ export async function runGenerate(args: ParsedArgs, log: (line: string) => void)
     seed: optNum(args, 'seed', { integer: true, min: 0 }),
     decoder_steps: optNum(args, 'steps', { integer: true, min: 1 }),
     decoder_guidance: optNum(args, 'guidance', { min: 0 }),
+    decoder_apg: apgOption(args),
     argmax: args.flag('argmax') || undefined,
   };
   const schedule = args.str('cfg-schedule');

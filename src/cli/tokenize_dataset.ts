@@ -21,7 +21,7 @@ const DEFAULT_BATCH = 64;
 export const tokenizeDatasetSpec: CommandSpec = {
   name: 'tokenize-dataset',
   summary: 'Tokenize a whole image dataset once (token ids + labels per split) for training an autoregressive model.',
-  usage: 'flextok tokenize-dataset --model <tokenizer> --data fashion-mnist|fmnist-scenes|<folder> --out <dir> [--split train|test|all] [--augment flip|shift|flip+shift] [--limit N] [--batch N]',
+  usage: 'flextok tokenize-dataset --model <tokenizer> --data fashion-mnist|fmnist-scenes|<folder> --out <dir> [--split train|test|all] [--augment flip|shift|flip+shift] [--limit N] [--scenes N] [--batch N]',
   positionals: [],
   options: [
     ...MODEL_OPTIONS,
@@ -47,6 +47,13 @@ export const tokenizeDatasetSpec: CommandSpec = {
       defaultText: 'none',
     },
     { name: 'limit', kind: 'string', value: 'N', help: 'tokenize only the first N images of each split', defaultText: 'all' },
+    {
+      name: 'scenes',
+      kind: 'string',
+      value: 'N',
+      help: "fmnist-scenes only: how many train scenes to draw (each a fresh combination of train-split images, deterministic from its index; the first 60,000 are the ones train-tokenizer uses); the test split stays 10,000",
+      defaultText: '60000',
+    },
     { name: 'batch', kind: 'string', value: 'N', help: 'images per tokenizer call (the ids do not depend on it)', defaultText: String(DEFAULT_BATCH) },
     {
       name: 'resize-mode',
@@ -89,6 +96,8 @@ interface Plan {
   splits: Array<'train' | 'test'>;
   augment: TokenAugment;
   limit: number | null;
+  /** fmnist-scenes: train scenes to draw (null = the dataset's default) */
+  scenes: number | null;
   batch: number;
   out: string;
 }
@@ -121,9 +130,11 @@ function plan(args: ParsedArgs): Plan {
   const mode = args.str('resize-mode');
   if (mode !== undefined && mode !== 'pad' && mode !== 'resize') throw new UsageError(`--resize-mode must be pad or resize, got '${mode}'`, args.command);
   const limit = args.has('limit') ? args.num('limit', 0, { integer: true, min: 1 }) : null;
+  const scenes = args.has('scenes') ? args.num('scenes', 0, { integer: true, min: 1 }) : null;
+  if (scenes !== null && source !== FMNIST_SCENES) throw new UsageError(`--scenes is for --data ${FMNIST_SCENES} (it sets how many train scenes are drawn)`, args.command);
   const batch = args.num('batch', DEFAULT_BATCH, { integer: true, min: 1 });
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UsageError(`--out ${out} is a file; it must be a folder (it receives <split>.safetensors)`, args.command);
-  return { source, isFolder, splits, augment, limit, batch, out };
+  return { source, isFolder, splits, augment, limit, scenes, batch, out };
 }
 
 export interface TokenizeSplitResult {
@@ -297,7 +308,7 @@ export async function runTokenizeDataset(args: ParsedArgs, log: (line: string) =
   fs.mkdirSync(p.out, { recursive: true });
 
   for (const split of p.splits) {
-    const ds = await openDataset({ source: p.source, resolution: h, resize_mode: mode, channels: model.imageChannels === 3 ? 3 : 1, limit: null, flip: false }, split);
+    const ds = await openDataset({ source: p.source, resolution: h, resize_mode: mode, channels: model.imageChannels === 3 ? 3 : 1, limit: split === 'train' ? p.scenes : null, flip: false }, split);
     const count = p.limit === null ? ds.size : Math.min(p.limit, ds.size);
     const how = p.isFolder
       ? mode === 'pad' ? 'fitted inside and padded' : 'shorter side resized and centre-cropped'

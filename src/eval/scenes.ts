@@ -5,6 +5,7 @@
 // count k, next to the same scores for the tokenizer's reconstructions of real test scenes.
 
 import type { Generator, GenerationSettings } from '../ar/generator.js';
+import { decoderGuidanceText } from '../ar/settings.js';
 import { powerOfTwoKs } from '../flextok/model.js';
 import { EMPTY_CELL, SCENE_CELL, SCENE_ITEM_OFFSET, SCENE_SIZE } from '../io/scenes.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -228,6 +229,6 @@ export function sceneTable(rep: SceneEvalReport): string {
   }
   const st = rep.settings;
   lines.push(`cfg ${st.cfg_scale} (${st.cfg_schedule}), temperature ${st.temperature}, top-k ${st.top_k}, top-p ${st.top_p}, decoder ${st.decoder_steps} steps, ` +
-    `guidance ${st.decoder_guidance}, seed ${st.seed}; a cell is empty below mean brightness ${EMPTY_CELL_BRIGHTNESS}, else its 28×28 centre is classified. ${rep.seconds.toFixed(0)} s.`);
+    `${decoderGuidanceText(st)}, seed ${st.seed}; a cell is empty below mean brightness ${EMPTY_CELL_BRIGHTNESS}, else its 28×28 centre is classified. ${rep.seconds.toFixed(0)} s.`);
   return lines.join('\n');
 }

@@ -252,6 +252,7 @@ function generationRequest(p: Params, ctx: ApiContext): { request: GenerationReq
     seed: p.number('seed', undefined, { integer: true, min: 0, max: 2 ** 32 - 1 }),
     decoder_steps: p.number('steps', undefined, { integer: true, min: 1, max: ctx.limits.maxSteps }),
     decoder_guidance: p.number('guidance', undefined, { min: 0, max: 50 }),
+    decoder_apg: p.boolean('apg', undefined),
   };
   p.finish();
   return { request: { name, n, condition, over }, info };

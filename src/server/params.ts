@@ -76,7 +76,9 @@ export class Params {
   }
 
   /** A boolean (query: 1/0/true/false/yes/no; an empty value counts as true, as in `?pad`), or `dflt` when absent. */
-  boolean(name: string, dflt: boolean): boolean {
+  boolean(name: string, dflt: boolean): boolean;
+  boolean(name: string, dflt: undefined): boolean | undefined;
+  boolean(name: string, dflt: boolean | undefined): boolean | undefined {
     const raw = this.raw(name);
     if (raw === undefined) return dflt;
     if (typeof raw === 'boolean') return raw;

@@ -136,7 +136,7 @@ export const trainArSpec: CommandSpec = {
     ['Config sections: seed; tokens {train, val}; tokenizer; model {dim, depth, head_dim, mlp_ratio, head flat|digits, qk_norm, digit_hidden, text null or {dim, depth, head_dim, max_len}: condition on the token files\' captions (e.g. fmnist-scenes) with a word encoder trained jointly};',
       'class_dropout; optim (as train-tokenizer; batch_size counts sequences); run {log_every, sample_every, checkpoint_every, val_every,',
       'val_sequences, samples_per_class, export_dtype F32|F16|BF16}; sampling {cfg_scale, cfg_schedule constant|linear|power-cosine, cfg_power,',
-      'temperature, top_k, top_p, decoder_steps, decoder_guidance}: stored with the exported model as `flextok generate`\'s defaults.'].join('\n'),
+      'temperature, top_k, top_p, decoder_steps, decoder_guidance, decoder_apg}: stored with the exported model as `flextok generate`\'s defaults.'].join('\n'),
     ['Loss: next-token cross-entropy in nats per token (the digits head sums its six digit cross-entropies: the same quantity).',
       'log.jsonl also gets val_loss lines (EMA weights); sample grids show one generated sample per class (rows) decoded at k = 1, 2, 4, …, R.'].join('\n'),
     'model.safetensors (EMA weights) records the tokenizer (path and sha256 of its weights); `flextok generate` refuses another tokenizer.',
