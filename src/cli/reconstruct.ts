@@ -1,5 +1,6 @@
 // `flextok reconstruct`: image → tokens → images from the first k tokens for several k, as one grid
 // (original first, then one column per k; one row per image).
+import * as path from 'node:path';
 import { saveGrid } from '../io/image.js';
 import { Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -8,7 +9,7 @@ import { denoiseProgress, IMAGE_OPTIONS, loadImages, loadModel, MODEL_OPTIONS, S
 
 export const reconstructSpec: CommandSpec = {
   name: 'reconstruct',
-  summary: 'Tokenize images and decode them from the first k tokens for each k: a coarse-to-fine grid.',
+  summary: 'Tokenize images and decode them from the first k tokens for each k: a coarse-to-fine grid (rows labelled by file name, columns by k).',
   usage: 'flextok reconstruct <images...> --model <path|name> --k 1,2,4,…,256 --out grid.png [options]',
   positionals: [{ name: 'images...', help: 'image files; one grid row each' }],
   options: [
@@ -56,6 +57,7 @@ export async function runReconstruct(args: ParsedArgs, log: (line: string) => vo
   }
   progress.done();
   const rows = images.map((img, i) => [img, ...decoded.slice(i * ks.length, (i + 1) * ks.length)]);
-  await saveGrid(rows, out);
+  const rowLabels = args.positionals.map((f) => path.basename(f).replace(/\.[^.]+$/, ''));
+  await saveGrid(rows, out, { rowLabels, colLabels: ['original', ...ks.map((k) => `k=${k}`)] });
   log(`wrote ${out}: ${rows.length} row${rows.length > 1 ? 's' : ''} × (original + k = ${ks.join(', ')})`);
 }
