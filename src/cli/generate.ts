@@ -8,6 +8,7 @@ import { saveGrid, saveGridSync, saveImage } from '../io/image.js';
 import { slice } from '../tensor/ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
+import { apgOption } from './model_options.js';
 import { TOKENS_FORMAT, writeTokensFile } from './tokens_file.js';
 
 export const DEFAULT_GENERATOR = 'models/fmnist-ar';
@@ -46,12 +47,6 @@ export const generateSpec: CommandSpec = {
     "With --progressive and --out grid.png: grid_k<K>.png per preview and grid_strips.png (one row per sample, one column per k). With --out-dir: <c>_<s>_k<K>.png and <c>_<s>_strip.png.",
   ],
 };
-
-/** --apg / --no-apg: the decoder's guidance kind, or undefined (the stored setting) when neither is given. */
-export function apgOption(args: ParsedArgs): boolean | undefined {
-  if (args.flag('apg') && args.flag('no-apg')) throw new UsageError('--apg and --no-apg contradict each other', args.command);
-  return args.flag('apg') ? true : args.flag('no-apg') ? false : undefined;
-}
 
 /** A number option, or undefined when absent; NaN, infinities and non-numbers are usage errors. */
 export function optNum(args: ParsedArgs, name: string, opts: { integer?: boolean; min?: number } = {}): number | undefined {

@@ -48,12 +48,17 @@ export interface SamplerArgs {
   seed: number;
 }
 
-export function samplerArgs(args: ParsedArgs): SamplerArgs {
+/** --apg / --no-apg: adaptive projected or plain classifier-free guidance, or undefined when neither is given. */
+export function apgOption(args: ParsedArgs): boolean | undefined {
   if (args.flag('apg') && args.flag('no-apg')) throw new UsageError('--apg and --no-apg contradict each other', args.command);
+  return args.flag('apg') ? true : args.flag('no-apg') ? false : undefined;
+}
+
+export function samplerArgs(args: ParsedArgs): SamplerArgs {
   return {
     steps: args.num('steps', 20, { integer: true, min: 1 }),
     guidance: args.num('guidance', 7.5),
-    apg: !args.flag('no-apg'),
+    apg: apgOption(args) ?? true,
     seed: args.num('seed', 0, { integer: true, min: 0 }),
   };
 }
