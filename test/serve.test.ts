@@ -214,6 +214,20 @@ describe('flextok serve (in-process, shipped models)', { timeout: 300_000 }, () 
     assert.deepEqual(await pngSize(grid.body), [2 + 2 * (32 + 2), 2 + 32 + 2]);
   });
 
+  it('generates from a text prompt with the shipped scenes-ar, and names a word it does not know', async () => {
+    const prompt = 'a bag in the top left and a sneaker in the bottom right';
+    const r = await request(base, '/api/generate', { body: JSON.stringify({ model: 'scenes-ar', prompt, n: 2, tokens: 4, steps: 2, seed: 1 }), type: 'application/json' });
+    assert.equal(r.status, 200, r.body.toString());
+    const body = json<{ tokens: number[][]; images: string[]; labels: string[] }>(r);
+    assert.ok(body.tokens.length === 2 && body.tokens.every((t) => t.length === 4 && t.every((id) => Number.isInteger(id) && id >= 0 && id < 64000)));
+    for (const img of body.images) assert.deepEqual(await pngSize(Buffer.from(img, 'base64')), [64, 64]);
+    assert.deepEqual(body.labels, [prompt, prompt]);
+    const post = (b: string) => request(base, '/api/generate', { body: b, type: 'application/json' });
+    assertError(await post('{"model": "scenes-ar", "prompt": "a hat in the top left"}'), 400, /the word "hat" is not in the model's vocabulary/);
+    assertError(await post('{"model": "scenes-ar", "class": "bag"}'), 400, /text-conditional: give 'prompt'/);
+    assertError(await post('{"model": "scenes-ar", "prompt": "a bag in the top left", "tokens": 65}'), 400, /'tokens' must be an integer from 1 to 64/);
+  });
+
   it('refuses every bad request with its 4xx and a JSON message, and keeps serving', async () => {
     const png = fs.readFileSync(path.join(IMAGES, '1-trouser.png'));
     const post = (p: string, body: Buffer | string, type: string) => request(base, p, { body, type });
