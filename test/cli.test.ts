@@ -281,5 +281,14 @@ describe('flextok CLI', () => {
     // rows labelled with the class names ('T-shirt/top': 11 glyphs × 12 px − 2), columns k = 1 … 32
     const gmeta = await sharp(generated).metadata();
     assert.deepEqual([gmeta.width, gmeta.height], [4 + 130 + 6 + 6 * (128 + 4), 18 + 6 + 4 + 10 * (128 + 4)]);
+    // then the shipped text-conditional generator: one scene per prompt (n = 1 … 4 items), previews at k = 1 … 64
+    assert.match(r.stdout, /loaded the text-conditional generator models\/scenes-ar\/model\.safetensors/);
+    assert.ok(r.stdout.includes('  4: a t-shirt in the bottom left, a sandal in the top left'), r.stdout);
+    assert.ok(r.stdout.lastIndexOf('  k = 64: decoded after') > r.stdout.indexOf('text-conditional generator'), r.stdout);
+    const scenes = out.replace(/\.png$/, '-scenes.png');
+    assert.ok(r.stdout.includes(`wrote ${scenes}`), r.stdout);
+    // rows 'prompt 1' … 'prompt 4' (8 glyphs × 12 px − 2), columns k = 1 … 64, 64×64 scenes shown ×2
+    const smeta = await sharp(scenes).metadata();
+    assert.deepEqual([smeta.width, smeta.height], [4 + 94 + 6 + 7 * (128 + 4), 18 + 6 + 4 + 4 * (128 + 4)]);
   });
 });

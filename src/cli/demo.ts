@@ -1,6 +1,7 @@
 // `flextok demo`: the offline showcase — the shipped Fashion-MNIST tokenizer reconstructs the ten shipped test
 // images from their first k = 1, 2, 4, …, R tokens, writes the coarse-to-fine grid and prints MSE / PSNR per k;
-// then the shipped generator draws one sample per class, decoded at k = 1, 2, 4, …, R as its tokens appear.
+// then the shipped generator draws one sample per class, decoded at k = 1, 2, 4, …, R as its tokens appear, and the
+// shipped text-conditional generator draws one scene per caption of 1 to 4 items the same way.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { clampToDisplayRange, mse, psnrPerImage } from '../eval/metrics.js';
@@ -18,12 +19,20 @@ export const DEFAULT_DEMO_MODEL = 'models/fmnist-default/model.safetensors';
 export const DEMO_IMAGE_DIR = 'assets/fashion-mnist';
 /** The shipped class-conditional generator for the default tokenizer. */
 export const DEFAULT_DEMO_GENERATOR = 'models/fmnist-ar';
+/** The shipped text-conditional generator (Fashion-MNIST scenes) and the captions the demo gives it, n = 1 … 4 items. */
+export const DEMO_SCENES_GENERATOR = 'models/scenes-ar';
+export const DEMO_PROMPTS = [
+  'a bag in the top left',
+  'a sneaker in the top right and a dress in the bottom left',
+  'a coat in the top left, an ankle boot in the bottom right and a trouser in the top right',
+  'a t-shirt in the bottom left, a sandal in the top left, a pullover in the bottom right and a shirt in the top right',
+];
 /** Grid cells are shown this many times larger (nearest neighbour), so 32×32 images are visible. */
 const CELL_SCALE = 4;
 
 export const demoSpec: CommandSpec = {
   name: 'demo',
-  summary: 'Reconstruct the shipped Fashion-MNIST images from 1, 2, 4, … tokens with the shipped model (grid + PSNR table), then generate one image per class coarse to fine.',
+  summary: 'Reconstruct the shipped Fashion-MNIST images from 1, 2, 4, … tokens with the shipped model (grid + PSNR table), then generate one image per class and one scene per text prompt, coarse to fine.',
   usage: 'flextok demo [--model FILE] [--out FILE] [--steps N] [--guidance S] [--apg] [--seed N]',
   positionals: [],
   options: [
@@ -34,7 +43,7 @@ export const demoSpec: CommandSpec = {
     { name: 'apg', kind: 'boolean', help: 'adaptive projected guidance instead of plain classifier-free guidance (with --guidance ≠ 1)' },
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the initial noise (and of the generated tokens)', defaultText: '0' },
     { name: 'generator', kind: 'string', value: 'DIR', help: 'class-conditional generator for the second part', defaultText: `the shipped ${DEFAULT_DEMO_GENERATOR}` },
-    { name: 'no-generate', kind: 'boolean', help: 'skip the generation part' },
+    { name: 'no-generate', kind: 'boolean', help: 'skip the generation parts (classes and text prompts)' },
   ],
   notes: [
     `The images are the ${DEMO_IMAGE_DIR}/*.png files (one 28×28 Fashion-MNIST test image per class), centred on the model's canvas with background −1 (black) as in training.`,
@@ -150,7 +159,9 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
   print(`(mean over the ${images.length} images: ${names.join(', ')}; MSE on the [-1, 1] scale, PSNR on [0, 1])`);
   print('');
   print(`wrote ${out}: ${rows.length} rows (one per image) × (original + k = ${ks.join(', ')}), cells ×${CELL_SCALE}`);
-  if (!args.flag('no-generate')) await demoGeneration(args, root, modelFile, out, seed, print);
+  if (args.flag('no-generate')) return;
+  await demoGeneration(args, root, modelFile, out, seed, print);
+  await demoScenes(args, root, out, seed, print);
 }
 
 /** The generation part: one sample per class from the shipped generator, each decoded at every k as its tokens appear. */
@@ -187,4 +198,30 @@ async function demoGeneration(args: ParsedArgs, root: string, tokenizerFile: str
   const file = out.replace(/(\.[^./]+)?$/, (ext) => `-generated${ext || '.png'}`);
   await saveGrid(rows, file, { gap: 4, rowLabels: classes.map((c) => gen.classNames[c]!), colLabels: previews.map((p) => `k=${p.k}`) });
   print(`wrote ${file}: one generated sample per class (rows, in the order above) × k = ${previews.map((p) => p.k).join(', ')} (columns)`);
+}
+
+/** The text part: one scene per caption of n = 1 … 4 items from the shipped scenes generator, decoded at every k. */
+async function demoScenes(args: ParsedArgs, root: string, out: string, seed: number, print: (line: string) => void): Promise<void> {
+  const dir = path.join(root, DEMO_SCENES_GENERATOR);
+  print('');
+  if (!fs.existsSync(dir)) {
+    print(`(no text-conditional generator at ${displayPath(dir)}: skipping the scenes; see "Text-conditional generation" in the README)`);
+    return;
+  }
+  const started = Date.now();
+  const gen = Generator.load(dir); // with the tokenizer it records (models/scenes-tokenizer)
+  const settings = gen.settings({ seed, decoder_steps: args.has('steps') ? args.num('steps', 25, { integer: true, min: 1 }) : undefined });
+  print(`loaded the text-conditional generator ${displayPath(gen.source)} in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+    `cfg ${settings.cfg_scale}; one 64×64 scene per prompt:`);
+  DEMO_PROMPTS.forEach((p, i) => print(`  ${i + 1}: ${p}`));
+  const previews: Preview[] = [];
+  const t0 = Date.now();
+  gen.generateImages(DEMO_PROMPTS, settings, (p) => {
+    previews.push(p);
+    print(`  k = ${String(p.k).padStart(2)}: decoded after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+  const rows = DEMO_PROMPTS.map((_, i) => previews.map((p) => gridCell(clampToDisplayRange(slice(p.images, 0, i, i + 1)), 2)));
+  const file = out.replace(/(\.[^./]+)?$/, (ext) => `-scenes${ext || '.png'}`);
+  await saveGrid(rows, file, { gap: 4, rowLabels: DEMO_PROMPTS.map((_, i) => `prompt ${i + 1}`), colLabels: previews.map((p) => `k=${p.k}`) });
+  print(`wrote ${file}: one generated scene per prompt (rows, numbered as above) × k = ${previews.map((p) => p.k).join(', ')} (columns)`);
 }
