@@ -48,6 +48,7 @@ export const demoSpec: CommandSpec = {
   notes: [
     `The images are the ${DEMO_IMAGE_DIR}/*.png files (one 28×28 Fashion-MNIST test image per class), centred on the model's canvas with background −1 (black) as in training.`,
     "Every column of a row starts from the same initial noise, so the columns differ only in k. MSE is on the [-1, 1] scale, PSNR on the [0, 1] scale (reconstructions clamped to [-1, 1]).",
+    `Next to --out it writes <name>-generated.png (${DEFAULT_DEMO_GENERATOR}: one sample per class at every k) and <name>-scenes.png (${DEMO_SCENES_GENERATOR}: one scene per text prompt of 1 to 4 items at every k); --steps also sets their decoder steps.`,
   ],
 };
 
