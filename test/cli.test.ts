@@ -99,10 +99,10 @@ describe('flextok CLI', () => {
     const rec = await flextok(['reconstruct', path.join(dir, 'tiny.png'), '--model', MODEL_REL, '--k', '1,2,4,8', '--steps', '2', '--out', grid]);
     assert.equal(rec.code, 0, rec.stderr);
     const g = await sharp(grid).metadata();
-    // original + 4 values of k, 32 px each with 2 px gaps, plus the row label (file name) on the left and the column
-    // labels (original, k=1, …) on top
-    assert.ok(g.width! > 2 + 5 * (32 + 2), `grid width ${g.width}: no room for the row label`);
-    assert.ok(g.height! > 2 + 32 + 2, `grid height ${g.height}: no room for the column labels`);
+    // original + 4 values of k, 32 px each with 2 px gaps, plus labels at font scale 1 (6 px per glyph − 1, 9 px
+    // high, 3 px from what they label): the row label 'tiny' (23 px) on the left, the column labels on top
+    // ('original', 47 px + 4, widens its column to 51 px)
+    assert.deepEqual([g.width, g.height], [23 + 3 + 2 + (51 + 2) + 4 * (32 + 2), 9 + 3 + 2 + 32 + 2]);
 
     assertCleanError(await flextok(['detokenize', tokens, '--model', MODEL_REL, '--k', '9', '--out', out]), /k = 9 .*from 1 to 8/);
   });

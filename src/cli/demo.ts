@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { clampToDisplayRange, mse, psnrPerImage } from '../eval/metrics.js';
-import { Generator, type Preview } from '../ar/generator.js';
+import { Generator, type GenerationCondition, type GenerationSettings, type Preview } from '../ar/generator.js';
 import { FlexTok, powerOfTwoKs } from '../flextok/model.js';
 import { concat, slice } from '../tensor/ops.js';
 import { loadImage, padToCanvas, saveGrid } from '../io/image.js';
@@ -165,6 +165,32 @@ export async function runDemo(args: ParsedArgs, print: (line: string) => void): 
   await demoScenes(args, root, out, seed, print);
 }
 
+/** --steps, when given, also sets the decoder steps of the generated samples (else the generator's stored setting). */
+function decoderStepsOverride(args: ParsedArgs): number | undefined {
+  return args.has('steps') ? args.num('steps', 25, { integer: true, min: 1 }) : undefined;
+}
+
+/**
+ * Generates one sample per condition, printing a line as each prefix k = 1, 2, 4, … is decoded, and writes the grid
+ * (one row per condition, one column per k) next to `out` as `<name>-<suffix>.png`; returns that file and the ks.
+ */
+async function generatePreviewGrid(
+  gen: Generator, conditions: GenerationCondition, settings: GenerationSettings,
+  grid: { out: string; suffix: string; rowLabels: string[]; cellScale: number }, print: (line: string) => void,
+): Promise<{ file: string; ks: number[] }> {
+  const previews: Preview[] = [];
+  const t0 = Date.now();
+  gen.generateImages(conditions, settings, (p) => {
+    previews.push(p);
+    print(`  k = ${String(p.k).padStart(2)}: decoded after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+  const rows = grid.rowLabels.map((_, i) => previews.map((p) => gridCell(clampToDisplayRange(slice(p.images, 0, i, i + 1)), grid.cellScale)));
+  const file = grid.out.replace(/(\.[^./]+)?$/, (ext) => `-${grid.suffix}${ext || '.png'}`);
+  const ks = previews.map((p) => p.k);
+  await saveGrid(rows, file, { gap: 4, rowLabels: grid.rowLabels, colLabels: ks.map((k) => `k=${k}`) });
+  return { file, ks };
+}
+
 /** The generation part: one sample per class from the shipped generator, each decoded at every k as its tokens appear. */
 async function demoGeneration(args: ParsedArgs, root: string, tokenizerFile: string, out: string, seed: number, print: (line: string) => void): Promise<void> {
   const given = args.str('generator');
@@ -183,22 +209,13 @@ async function demoGeneration(args: ParsedArgs, root: string, tokenizerFile: str
   }
   const started = Date.now();
   const gen = Generator.load(dir, { tokenizer: tokenizerFile });
-  // --steps, when given, also sets the decoder steps of the generated samples (else the generator's stored setting)
-  const settings = gen.settings({ seed, decoder_steps: args.has('steps') ? args.num('steps', 25, { integer: true, min: 1 }) : undefined });
+  const settings = gen.settings({ seed, decoder_steps: decoderStepsOverride(args) });
   const classes = gen.classNames.map((_, i) => i);
   print('');
   print(`loaded the generator ${displayPath(gen.source)} in ${((Date.now() - started) / 1000).toFixed(1)} s: FlexAR d${gen.model.config.dim}×${gen.model.config.depth}, ` +
     `cfg ${settings.cfg_scale}, temperature ${settings.temperature}; generating one sample per class (${gen.classNames.join(', ')})`);
-  const previews: Preview[] = [];
-  const t0 = Date.now();
-  gen.generateImages(classes, settings, (p) => {
-    previews.push(p);
-    print(`  k = ${String(p.k).padStart(2)}: decoded after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  });
-  const rows = classes.map((_, i) => previews.map((p) => gridCell(clampToDisplayRange(slice(p.images, 0, i, i + 1)), CELL_SCALE)));
-  const file = out.replace(/(\.[^./]+)?$/, (ext) => `-generated${ext || '.png'}`);
-  await saveGrid(rows, file, { gap: 4, rowLabels: classes.map((c) => gen.classNames[c]!), colLabels: previews.map((p) => `k=${p.k}`) });
-  print(`wrote ${file}: one generated sample per class (rows, in the order above) × k = ${previews.map((p) => p.k).join(', ')} (columns)`);
+  const { file, ks } = await generatePreviewGrid(gen, classes, settings, { out, suffix: 'generated', rowLabels: gen.classNames, cellScale: CELL_SCALE }, print);
+  print(`wrote ${file}: one generated sample per class (rows, in the order above) × k = ${ks.join(', ')} (columns)`);
 }
 
 /** The text part: one scene per caption of n = 1 … 4 items from the shipped scenes generator, decoded at every k. */
@@ -211,18 +228,12 @@ async function demoScenes(args: ParsedArgs, root: string, out: string, seed: num
   }
   const started = Date.now();
   const gen = Generator.load(dir); // with the tokenizer it records (models/scenes-tokenizer)
-  const settings = gen.settings({ seed, decoder_steps: args.has('steps') ? args.num('steps', 25, { integer: true, min: 1 }) : undefined });
+  const settings = gen.settings({ seed, decoder_steps: decoderStepsOverride(args) });
   print(`loaded the text-conditional generator ${displayPath(gen.source)} in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
     `cfg ${settings.cfg_scale}; one 64×64 scene per prompt:`);
   DEMO_PROMPTS.forEach((p, i) => print(`  ${i + 1}: ${p}`));
-  const previews: Preview[] = [];
-  const t0 = Date.now();
-  gen.generateImages(DEMO_PROMPTS, settings, (p) => {
-    previews.push(p);
-    print(`  k = ${String(p.k).padStart(2)}: decoded after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  });
-  const rows = DEMO_PROMPTS.map((_, i) => previews.map((p) => gridCell(clampToDisplayRange(slice(p.images, 0, i, i + 1)), 2)));
-  const file = out.replace(/(\.[^./]+)?$/, (ext) => `-scenes${ext || '.png'}`);
-  await saveGrid(rows, file, { gap: 4, rowLabels: DEMO_PROMPTS.map((_, i) => `prompt ${i + 1}`), colLabels: previews.map((p) => `k=${p.k}`) });
-  print(`wrote ${file}: one generated scene per prompt (rows, numbered as above) × k = ${previews.map((p) => p.k).join(', ')} (columns)`);
+  // 64×64 scenes shown ×2: the same 128 px cells as the 32×32 images ×4
+  const rowLabels = DEMO_PROMPTS.map((_, i) => `prompt ${i + 1}`);
+  const { file, ks } = await generatePreviewGrid(gen, DEMO_PROMPTS, settings, { out, suffix: 'scenes', rowLabels, cellScale: 2 }, print);
+  print(`wrote ${file}: one generated scene per prompt (rows, numbered as above) × k = ${ks.join(', ')} (columns)`);
 }
