@@ -447,10 +447,16 @@ async function main(): Promise<void> {
     img.src = ex.url;
     img.alt = ex.label;
     b.append(img, document.createTextNode(ex.label));
-    b.addEventListener('click', () => {
+    b.addEventListener('click', async () => {
+      // a click can come before the thumbnail has arrived: wait for it (decode() settles once it has loaded or failed)
       if (!img.complete || img.naturalWidth === 0) {
-        setStatus(`the example ${ex.label} has not loaded`, 'error');
-        return;
+        setStatus(`loading the example ${ex.label}…`);
+        try {
+          await img.decode();
+        } catch {
+          setStatus(`the example ${ex.label} could not be loaded from ${ex.url}; reload the page`, 'error');
+          return;
+        }
       }
       useImage(img, ex.label).catch((e: Error) => setStatus(e.message, 'error'));
     });
