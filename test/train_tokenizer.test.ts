@@ -19,6 +19,12 @@ import { initDecoder, initEncoder } from '../src/train/init.js';
 import { pyFloatRepr, toPyStr } from '../src/train/pyliteral_write.js';
 import type { RepaTeacher } from '../src/train/repa.js';
 import { TokenizerTrainer, runTokenizerTraining } from '../src/train/tokenizer.js';
+import { AR_META, Generator } from '../src/ar/generator.js';
+import { parseArModelConfig } from '../src/ar/config.js';
+import { FlexAR } from '../src/ar/model.js';
+import { retargetGenerator } from '../src/ar/retarget.js';
+import { readCheckpoint, tokenizationDifference } from '../src/flextok/checkpoint.js';
+import { sha256OfFile } from '../src/io/token_dataset.js';
 import { goldenPath, goldenSkip, requireGolden } from './helpers/golden.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -231,6 +237,76 @@ test('init: a new decoder trained for a frozen, loaded encoder keeps its tokens 
   }
 });
 
+test('init.grow_decoder: a deeper decoder loaded from a shallower one computes exactly the same at step 0, then trains', async () => {
+  const dirA = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-growA-'));
+  const dirB = fs.mkdtempSync(path.join(os.tmpdir(), 'flextok-growB-'));
+  try {
+    const cfgA = tinyConfig((c) => {
+      c.optim.total_steps = 4;
+      c.run.checkpoint_every = 0;
+    });
+    await runTokenizerTraining({ config: cfgA, outDir: dirA, resume: false, log: () => {} });
+    const source = FlexTok.load(path.join(dirA, 'model.safetensors'));
+    const depthA = cfgA.model.decoder.depth;
+    const cfgB = tinyConfig((c) => {
+      c.init = { from: dirA, modules: ['encoder', 'decoder'], freeze_encoder: true, grow_decoder: true };
+      c.model.decoder.depth = depthA + 2;
+      c.optim.total_steps = 3;
+      c.run.checkpoint_every = 0;
+    });
+    const grown = new TokenizerTrainer(cfgB, { dataset: syntheticShapes(64, 16), vae: null, teacher: null });
+    grown.initFrom(source, 'A');
+    assert.equal(grown.decoder.dec_transformer.blocks.length, depthA + 2);
+    const images = sampleBatch(syntheticShapes(64, 16), 3);
+    const opts = { steps: 3, guidance: 2, seed: 5 };
+    const before = source.reconstruct(images, [1, 4], opts);
+    const after = grown.model.reconstruct(images, [1, 4], opts);
+    for (let i = 0; i < before.length; i++) assert.deepEqual(after[i].f, before[i].f, `k index ${i}`);
+    // Training moves the new blocks (their AdaLN gates leave zero) while the tokens stay the source's.
+    const logs: string[] = [];
+    const trained = await runTokenizerTraining({ config: cfgB, outDir: dirB, resume: false, log: (l) => logs.push(l) });
+    assert.ok(logs.some((l) => l.includes(`decoder grown to ${depthA + 2} blocks`)), logs.join('\n'));
+    const gate = trained.named.find(([n]) => n === `decoder.module_dict.dec_transformer.blocks.${depthA + 1}.adaLN_modulation.1.weight`)![1];
+    assert.ok(Array.from(gate.f).some((v) => v !== 0));
+    assert.deepEqual(FlexTok.load(path.join(dirB, 'model.safetensors')).tokenize(images), source.tokenize(images));
+    // So a generator trained on A's tokens may be pointed at B: the check passes, the weights are copied byte for byte.
+    assert.equal(tokenizationDifference(readCheckpoint(dirA), readCheckpoint(dirB)), null);
+    const arFile = path.join(dirB, 'ar.safetensors');
+    FlexAR.init(parseArModelConfig({ vocab_size: 1000, fsq_levels: [8, 5, 5, 5], num_tokens: 8, num_classes: 10, dim: 32, depth: 1, head_dim: 16, head: 'digits' }, 'test'), new Rng(3))
+      .save(arFile, { [AR_META.tokenizer]: dirA, [AR_META.tokenizerSha256]: sha256OfFile(path.join(dirA, 'model.safetensors')) });
+    const moved = path.join(dirB, 'ar-moved.safetensors');
+    retargetGenerator(arFile, dirA, dirB, moved);
+    const [before2, after2] = [readSafetensors(arFile), readSafetensors(moved)];
+    assert.equal(after2.metadata[AR_META.tokenizer], dirB);
+    assert.equal(after2.metadata[AR_META.tokenizerSha256], sha256OfFile(path.join(dirB, 'model.safetensors')));
+    for (const [name, t] of before2.tensors) assert.deepEqual(after2.tensors.get(name)!.data, t.data, name);
+    assert.equal(Generator.load(moved).tokenizer.source, path.resolve(dirB, 'model.safetensors'));
+    assert.throws(() => Generator.load(arFile, { tokenizer: dirB }), /was trained on the tokenizer/);
+    assert.throws(() => retargetGenerator(moved, dirA, dirB, path.join(dirB, 'x.safetensors')), /records the tokenizer .* give the tokenizer it was trained on as the old one/);
+    // A tokenizer whose encoder was trained (not frozen) tokenizes differently, and is refused by name.
+    const dirC = path.join(dirB, 'c');
+    await runTokenizerTraining({ config: tinyConfig((c) => { c.init = { from: dirA, modules: ['encoder'] }; c.optim.total_steps = 2; c.run.checkpoint_every = 0; }), outDir: dirC, resume: false, log: () => {} });
+    assert.match(tokenizationDifference(readCheckpoint(dirA), readCheckpoint(dirC)) ?? '', /^encoder\.module_dict\..* differs at element/);
+    assert.throws(() => retargetGenerator(arFile, dirA, dirC, path.join(dirB, 'y.safetensors')), /does not tokenize as .*train a generator on its tokens instead/);
+    // Without the flag the depth mismatch is an error that names the way out; a shallower target is refused.
+    const plain = new TokenizerTrainer(tinyConfig((c) => {
+      c.init = { from: dirA, modules: ['decoder'] };
+      c.model.decoder.depth = depthA + 2;
+    }), { dataset: syntheticShapes(64, 16), vae: null, teacher: null });
+    assert.throws(() => plain.initFrom(source, 'A'), /the architectures differ; init.grow_decoder loads a shallower decoder into a deeper one/);
+    if (depthA > 1) {
+      const shallower = new TokenizerTrainer(tinyConfig((c) => {
+        c.init = { from: dirA, modules: ['decoder'], grow_decoder: true };
+        c.model.decoder.depth = depthA - 1;
+      }), { dataset: syntheticShapes(64, 16), vae: null, teacher: null });
+      assert.throws(() => shallower.initFrom(source, 'A'), /grow_decoder needs model.decoder.depth ≥ the source's/);
+    }
+  } finally {
+    fs.rmSync(dirA, { recursive: true, force: true });
+    fs.rmSync(dirB, { recursive: true, force: true });
+  }
+});
+
 test('configs are validated: unknown keys and impossible values are errors naming the key', () => {
   assert.throws(() => tinyConfig((c) => (c.optim.learning_rate = 1)), (e: Error) => e instanceof ConfigError && /optim: unknown key "learning_rate"/.test(e.message));
   assert.throws(() => tinyConfig((c) => (c.repa = { layer: 5 })), /repa.layer 5/);
@@ -239,7 +315,8 @@ test('configs are validated: unknown keys and impossible values are errors namin
   assert.throws(() => tinyConfig((c) => (c.init = { modules: ['encoder'] })), /init.from: required/);
   assert.throws(() => tinyConfig((c) => (c.init = { from: 'x', modules: ['vae'] })), /init.modules: expected a list of distinct "encoder" \/ "decoder"/);
   assert.throws(() => tinyConfig((c) => (c.init = { from: 'x', modules: ['decoder'], freeze_encoder: true })), /init.freeze_encoder is true but modules \["decoder"\] does not load the encoder/);
-  assert.deepEqual(tinyConfig((c) => (c.init = { from: 'x' })).init, { from: 'x', modules: ['encoder'], freeze_encoder: false });
+  assert.deepEqual(tinyConfig((c) => (c.init = { from: 'x' })).init, { from: 'x', modules: ['encoder'], freeze_encoder: false, grow_decoder: false });
+  assert.throws(() => tinyConfig((c) => (c.init = { from: 'x', modules: ['encoder'], grow_decoder: true })), /init.grow_decoder is true but modules \["encoder"\] does not load the decoder/);
   for (const f of fs.readdirSync(path.join(root, 'configs')).filter((n) => n.endsWith('.json'))) {
     const json = readJsonFile(path.join(root, 'configs', f)) as { kind?: string };
     if ((json.kind ?? 'tokenizer') === 'tokenizer') parseTokenizerConfig(json, f);

@@ -1081,3 +1081,33 @@ export function resolveVaeFolder(hubPath: string, searchDirs: readonly string[])
       `(looked in ${searchDirs.map((d) => path.join(d, hubPath)).join(', ')}); run 'flextok pull ${hubPath}' or pass --hub-dir`,
   );
 }
+
+/**
+ * Why two tokenizer checkpoints could turn the same image into different token ids, or null when they cannot:
+ * that needs the same VAE settings, encoder config and FSQ levels and bit-identical `vae.*` and `encoder.*`
+ * weights; the decoders may differ. A generator trained on the tokens of one can then decode with the other.
+ */
+export function tokenizationDifference(a: LoadedCheckpoint, b: LoadedCheckpoint): string | null {
+  const parts: Array<[string, unknown, unknown]> = [
+    ['FSQ levels', a.config.fsqLevels, b.config.fsqLevels],
+    ['encoder config', a.config.encoder, b.config.encoder],
+    ['VAE settings', a.config.vae, b.config.vae],
+  ];
+  for (const [what, x, y] of parts) {
+    if (JSON.stringify(x) !== JSON.stringify(y)) return `their ${what} differ (${JSON.stringify(x)} against ${JSON.stringify(y)})`;
+  }
+  const tokenizing = (name: string) => name.startsWith('encoder.') || name.startsWith('vae.');
+  const names = new Set([...a.tensors.keys(), ...b.tensors.keys()].filter(tokenizing));
+  for (const name of [...names].sort()) {
+    const x = a.tensors.get(name);
+    const y = b.tensors.get(name);
+    if (!x || !y) return `${name} is only in ${x ? a.file : b.file}`;
+    if (x.shape.join(',') !== y.shape.join(',')) return `${name} is [${x.shape.join(', ')}] in ${a.file} and [${y.shape.join(', ')}] in ${b.file}`;
+    const fx = x.f;
+    const fy = y.f;
+    for (let i = 0; i < fx.length; i++) {
+      if (!Object.is(fx[i], fy[i])) return `${name} differs at element ${i} (${fx[i]} against ${fy[i]})`;
+    }
+  }
+  return null;
+}

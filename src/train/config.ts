@@ -133,6 +133,10 @@ export interface InitConfig {
   /** keep the loaded encoder fixed (no gradient, optimizer state or EMA): the tokens stay exactly those of
    * `from`, so e.g. a larger decoder can be trained for them without invalidating anything built on the tokens */
   freeze_encoder: boolean;
+  /** the config's decoder may be deeper than the loaded one: its blocks past the source's depth start as
+   * fresh AdaLN-zero blocks, which are the identity, so at step 0 the model computes exactly the source's
+   * decoder and training only adds to it (decoder growth; needs 'decoder' in modules) */
+  grow_decoder: boolean;
 }
 
 export interface TokenizerTrainConfig {
@@ -487,8 +491,11 @@ function parseInit(value: Json, path: string): InitConfig | null {
   if (!Array.isArray(modules) || modules.length === 0 || modules.some((m) => !INIT_MODULES.includes(m)) || new Set(modules).size !== modules.length) {
     throw new ConfigError(`${path}.modules: expected a list of distinct ${INIT_MODULES.map((m) => JSON.stringify(m)).join(' / ')}, got ${JSON.stringify(modules)}`);
   }
-  const init: InitConfig = { from, modules: modules as InitConfig['modules'], freeze_encoder: s.bool('freeze_encoder', false) };
+  const init: InitConfig = { from, modules: modules as InitConfig['modules'], freeze_encoder: s.bool('freeze_encoder', false), grow_decoder: s.bool('grow_decoder', false) };
   s.done();
+  if (init.grow_decoder && !init.modules.includes('decoder')) {
+    throw new ConfigError(`${path}.grow_decoder is true but modules ${JSON.stringify(init.modules)} does not load the decoder (there is nothing to grow)`);
+  }
   if (init.freeze_encoder && !init.modules.includes('encoder')) {
     throw new ConfigError(`${path}.freeze_encoder is true but modules ${JSON.stringify(init.modules)} does not load the encoder (a frozen random encoder cannot learn)`);
   }

@@ -152,9 +152,17 @@ export class TokenizerTrainer {
     for (const module of init.modules) {
       const prefix = `${module}.module_dict`;
       const theirs = namedTensors(module === 'encoder' ? source.encoder : source.decoder, prefix);
-      const ours = this.named.filter(([name]) => name.startsWith(`${prefix}.`));
+      let ours = this.named.filter(([name]) => name.startsWith(`${prefix}.`));
+      if (module === 'decoder' && init.grow_decoder) {
+        // Growth: blocks past the source's depth keep their AdaLN-zero init (identity), everything else loads.
+        const theirDepth = source.decoder.dec_transformer.blocks.length;
+        const ourDepth = this.decoder.dec_transformer.blocks.length;
+        if (ourDepth < theirDepth) throw new Error(`init.from ${sourceName}: grow_decoder needs model.decoder.depth ≥ the source's ${theirDepth}, got ${ourDepth}`);
+        const blockIndex = (name: string) => /\.dec_transformer\.blocks\.(\d+)\./.exec(name)?.[1];
+        ours = ours.filter(([name]) => { const j = blockIndex(name); return j === undefined || Number(j) < theirDepth; });
+      }
       if (theirs.length !== ours.length) {
-        throw new Error(`init.from ${sourceName}: its ${module} has ${theirs.length} tensors, this config's ${ours.length} (the architectures differ)`);
+        throw new Error(`init.from ${sourceName}: its ${module} has ${theirs.length} tensors, this config's ${ours.length} (the architectures differ${module === 'decoder' && !init.grow_decoder ? '; init.grow_decoder loads a shallower decoder into a deeper one' : ''})`);
       }
       for (const [name, t] of theirs) {
         const dst = own.get(name);
@@ -320,7 +328,7 @@ export async function runTokenizerTraining(opts: TokenizerRunOptions): Promise<T
       throw new Error(`init.from: ${cfg.init.from} does not exist or is not a trained model (${(e as Error).message}; give a model.safetensors or its run folder)`);
     }
     trainer.initFrom(FlexTok.load(file), file);
-    log(`init: ${cfg.init.modules.join(' and ')} from ${file}${cfg.init.freeze_encoder ? ' (encoder frozen)' : ''}`);
+    log(`init: ${cfg.init.modules.join(' and ')} from ${file}${cfg.init.freeze_encoder ? ' (encoder frozen)' : ''}${cfg.init.grow_decoder ? `; decoder grown to ${trainer.decoder.dec_transformer.blocks.length} blocks (the new ones start as the identity)` : ''}`);
   }
   const sampleSet = cfg.data.source === 'fashion-mnist' || cfg.data.source === FMNIST_SCENES ? await openDataset(cfg.data, 'test') : dataset;
   const sampleImages = sampleBatch(sampleSet, Math.min(cfg.run.sample_images, sampleSet.size));
