@@ -42,9 +42,9 @@ export const trainTokenizerSpec: CommandSpec = {
       'run {log_every, sample_every, checkpoint_every, sample_images, sample_steps, sample_guidance, export_dtype F32|F16}.'].join('\n'),
     'The run folder gets model.safetensors in the official FlexTok layout (EMA weights, Hydra config in the metadata).',
     'init with freeze_encoder trains a new decoder (any size) for the tokens of an existing model: its token ids stay exactly the same.',
-    'init.grow_decoder loads a decoder into a deeper one: the blocks past its depth start as AdaLN-zero blocks (the identity), so',
-    'training starts from exactly the loaded model (configs/scenes-tokenizer-grown.json). A generator trained on the old tokens is',
-    'then pointed at the new tokenizer with scripts/retarget-generator.ts, which checks that both tokenize bit for bit alike.',
+    ['init.grow_decoder loads a decoder into a deeper one: the blocks past its depth start as AdaLN-zero blocks (the identity), so',
+      'training starts from exactly the loaded model (configs/scenes-tokenizer-grown.json). A generator trained on the old tokens is',
+      'then pointed at the new tokenizer with scripts/retarget-generator.ts, which checks that both tokenize bit for bit alike.'].join('\n'),
     ...runNotes,
   ],
 };
