@@ -13,8 +13,9 @@ if (!values.model || !values.old || !values.new) {
   console.error('usage: scripts/retarget-generator.ts --model GENERATOR --old TOKENIZER_IT_RECORDS --new TOKENIZER [--record-as PATH] [--out FILE]');
   process.exit(2);
 }
-const arFile = fs.statSync(values.model).isDirectory() ? path.join(values.model, 'model.safetensors') : values.model;
 try {
+  if (!fs.existsSync(values.model)) throw new Error(`--model ${values.model}: no such file or folder (give a generator folder or its model.safetensors)`);
+  const arFile = fs.statSync(values.model).isDirectory() ? path.join(values.model, 'model.safetensors') : values.model;
   const r = retargetGenerator(arFile, values.old, values.new, values.out ?? arFile, values['record-as'] ?? values.new);
   console.log(`wrote ${values.out ?? arFile}: tokenizer ${r.recordedPath} (sha256 ${r.sha256})`);
 } catch (e) {
