@@ -3,7 +3,7 @@
 //
 //   node --import tsx scripts/set-generator-settings.ts --model runs/ar/model.safetensors --out models/fmnist-ar/model.safetensors \
 //     [--cfg S] [--cfg-schedule constant|linear|power-cosine] [--cfg-power P] [--temperature T] [--top-k K] [--top-p P] \
-//     [--decoder-steps N] [--decoder-guidance G] [--decoder-apg true|false] [--dtype F16|BF16|F32]
+//     [--decoder-steps N] [--decoder-guidance G] [--decoder-apg true|false] [--decoder-noise-scale S] [--dtype F16|BF16|F32]
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AR_META } from '../src/ar/generator.js';
@@ -14,11 +14,11 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' }, out: { type: 'string' }, cfg: { type: 'string' }, 'cfg-schedule': { type: 'string' }, 'cfg-power': { type: 'string' },
     temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, 'decoder-steps': { type: 'string' },
-    'decoder-guidance': { type: 'string' }, 'decoder-apg': { type: 'string' }, dtype: { type: 'string' },
+    'decoder-guidance': { type: 'string' }, 'decoder-apg': { type: 'string' }, 'decoder-noise-scale': { type: 'string' }, dtype: { type: 'string' },
   },
 });
 if (!values.model || !values.out) {
-  console.error('usage: scripts/set-generator-settings.ts --model FILE --out FILE [--cfg S] [--temperature T] [--top-k K] [--top-p P] [--cfg-schedule NAME] [--cfg-power P] [--decoder-steps N] [--decoder-guidance G] [--decoder-apg true|false] [--dtype F16|BF16|F32]');
+  console.error('usage: scripts/set-generator-settings.ts --model FILE --out FILE [--cfg S] [--temperature T] [--top-k K] [--top-p P] [--cfg-schedule NAME] [--cfg-power P] [--decoder-steps N] [--decoder-guidance G] [--decoder-apg true|false] [--decoder-noise-scale S] [--dtype F16|BF16|F32]');
   process.exit(2);
 }
 const model = FlexAR.load(values.model);
@@ -28,6 +28,7 @@ const changes: Record<string, unknown> = {
   cfg_scale: num(values.cfg), cfg_schedule: values['cfg-schedule'], cfg_power: num(values['cfg-power']), temperature: num(values.temperature),
   top_k: num(values['top-k']), top_p: num(values['top-p']), decoder_steps: num(values['decoder-steps']), decoder_guidance: num(values['decoder-guidance']),
   decoder_apg: values['decoder-apg'] === undefined ? undefined : values['decoder-apg'] === 'true' ? true : values['decoder-apg'] === 'false' ? false : values['decoder-apg'],
+  decoder_noise_scale: num(values['decoder-noise-scale']),
 };
 for (const [k, v] of Object.entries(changes)) if (v !== undefined) stored[k] = v;
 const settings = parseArSampling(stored, 'settings');

@@ -139,6 +139,17 @@ describe('stage 2 through the CLI (tiny generator)', { timeout: 180_000 }, () =>
     assert.equal(parseArSampling({}).decoder_apg, true, 'stored settings without the key keep APG, as before the key existed');
   });
 
+  it('decoder_noise_scale scales the decoder\'s initial noise, as the tokenizer decodes with it', () => {
+    const gen = Generator.load(model);
+    const tokens = gen.generateTokens([2], gen.settings({ seed: 5, num_tokens: 4 }));
+    const ids = tokens.map((t) => Array.from(t));
+    const scaled = gen.decode(tokens, 4, gen.settings({ seed: 5, decoder_steps: 2, decoder_noise_scale: 0.5 })).f;
+    assert.deepEqual(scaled, gen.tokenizer.detokenize(ids, { k: 4, steps: 2, guidance: 1, seed: 5, noiseScale: 0.5 }).f);
+    assert.notDeepEqual(scaled, gen.decode(tokens, 4, gen.settings({ seed: 5, decoder_steps: 2 })).f);
+    assert.equal(parseArSampling({}).decoder_noise_scale, 1, 'stored settings without the key keep the official sampler');
+    assert.throws(() => parseArSampling({ decoder_noise_scale: -0.5 }), /decoder_noise_scale: expected a number ≥ 0/);
+  });
+
   it('eval-generation writes the table, the JSON report and the chart', async () => {
     const out = path.join(dir, 'eval');
     const r = await flextok(['eval-generation', '--model', model, '--per-class', '2', '--ks', '1,32', '--recon', '20', '--steps', '1', '--out-dir', out]);

@@ -74,6 +74,12 @@ describe('FlexTok end to end (golden e2e)', { skip: goldenSkip(...NEED) }, () =>
     // The same seed and tokens give the same image, alone or in a batch.
     const alone = model.detokenize([ids[1]!], { k: 1, steps: 2, guidance: 1 });
     assert.deepEqual(Array.from(alone.data), Array.from(slice(batch, 0, 1, 2).data));
+    // noiseScale s decodes from s × the initial noise, given or drawn from the seed.
+    const noise = [Tensor.randn([1, 4, 8, 8], new Rng(7))];
+    const half = noise.map((x) => new Tensor(x.f.map((v) => v * 0.5), x.shape));
+    const scaled = model.detokenize([ids[0]!], { k: 3, steps: 2, noise, noiseScale: 0.5 });
+    assert.deepEqual(Array.from(scaled.data), Array.from(model.detokenize([ids[0]!], { k: 3, steps: 2, noise: half }).data));
+    assert.notDeepEqual(Array.from(scaled.data), Array.from(model.detokenize([ids[0]!], { k: 3, steps: 2, noise }).data));
     const rec = model.autoencode(images, { k: 4, steps: 2 });
     assert.deepEqual(rec.shape, [2, 3, 32, 32]);
     for (const v of rec.data) assert.ok(Number.isFinite(v));
@@ -91,6 +97,8 @@ describe('FlexTok end to end (golden e2e)', { skip: goldenSkip(...NEED) }, () =>
     assert.throws(() => model.detokenize([new Array(9).fill(0)], { steps: 1 }), err(/has 9 tokens; this model takes at most 8/));
     assert.throws(() => model.detokenize([[]], { steps: 1 }), err(/token sequence 0 is empty/));
     assert.throws(() => model.detokenize(ids, { steps: 0 }), err(/steps must be a positive integer/));
+    assert.throws(() => model.detokenize(ids, { steps: 1, noiseScale: -1 }), err(/noise scale must be a number ≥ 0, got -1/));
+    assert.throws(() => model.detokenize(ids, { steps: 1, noiseScale: NaN }), err(/noise scale must be a number ≥ 0, got NaN/));
     assert.throws(() => model.tokenize(Tensor.zeros([1, 3, 30, 32])), err(/30×32 pixels; the sides must be positive multiples of 8×8/));
     assert.throws(() => model.tokenize(Tensor.zeros([1, 3, 64, 64])), err(/larger than this model's 32×32/));
     assert.throws(() => model.tokenize(Tensor.zeros([1, 4, 32, 32])), err(/expected an RGB image/));

@@ -164,7 +164,7 @@ export class Generator {
   /** Decode the first k tokens of each sequence with the tokenizer (the stored decoder settings; noise from the seed). */
   decode(tokens: Int32Array[], k: number, s: GenerationSettings): Tensor {
     return this.tokenizer.detokenize(tokens.map((t) => Array.from(t.subarray(0, k))), {
-      steps: s.decoder_steps, guidance: s.decoder_guidance, apg: s.decoder_apg, seed: s.seed,
+      steps: s.decoder_steps, guidance: s.decoder_guidance, apg: s.decoder_apg, noiseScale: s.decoder_noise_scale, seed: s.seed,
     });
   }
 

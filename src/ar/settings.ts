@@ -20,15 +20,21 @@ export interface ArSamplingConfig {
   decoder_guidance: number;
   /** with decoder_guidance ≠ 1: adaptive projected guidance (true, the official default) or plain CFG (false) */
   decoder_apg: boolean;
+  /** scale of the decoder's initial noise (1 = the official sampler; below 1 fewer, likelier images: see
+   * DetokenizeOptions.noiseScale) */
+  decoder_noise_scale: number;
 }
 
 export const AR_SAMPLING_DEFAULTS: ArSamplingConfig = {
   cfg_scale: 1.5, cfg_schedule: 'constant', cfg_power: 1, temperature: 1, top_k: 0, top_p: 1, decoder_steps: 25, decoder_guidance: 1, decoder_apg: true,
+  decoder_noise_scale: 1,
 };
 
-/** "guidance G" with its kind: "guidance 1", "guidance 4 (plain CFG)", "guidance 7.5 (APG)". */
-export function decoderGuidanceText(s: Pick<ArSamplingConfig, 'decoder_guidance' | 'decoder_apg'>): string {
-  return s.decoder_guidance === 1 ? 'guidance 1' : `guidance ${s.decoder_guidance} (${s.decoder_apg ? 'APG' : 'plain CFG'})`;
+/** "guidance G" with its kind, and the noise scale when it is not 1: "guidance 1", "guidance 4 (plain CFG)",
+ * "guidance 7.5 (APG)", "guidance 4 (plain CFG), noise scale 0.6". */
+export function decoderGuidanceText(s: Pick<ArSamplingConfig, 'decoder_guidance' | 'decoder_apg'> & { decoder_noise_scale?: number }): string {
+  const g = s.decoder_guidance === 1 ? 'guidance 1' : `guidance ${s.decoder_guidance} (${s.decoder_apg ? 'APG' : 'plain CFG'})`;
+  return s.decoder_noise_scale === undefined || s.decoder_noise_scale === 1 ? g : `${g}, noise scale ${s.decoder_noise_scale}`;
 }
 
 const KEYS = Object.keys(AR_SAMPLING_DEFAULTS) as (keyof ArSamplingConfig)[];
@@ -61,5 +67,6 @@ export function parseArSampling(json: unknown, where = 'sampling'): ArSamplingCo
     decoder_steps: num('decoder_steps', (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1'),
     decoder_guidance: num('decoder_guidance', (v) => v >= 0, 'a number ≥ 0'),
     decoder_apg: apg,
+    decoder_noise_scale: num('decoder_noise_scale', (v) => v >= 0, 'a number ≥ 0 (1 = the official sampler)'),
   };
 }

@@ -36,7 +36,7 @@ export async function runDetokenize(args: ParsedArgs, log: (line: string) => voi
   try {
     images = model.decodeImages(
       seqs.map((s) => s.tokens),
-      { k, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed, imageSize, onStep: progress.onStep },
+      { k, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed, noiseScale: sampler.noiseScale, imageSize, onStep: progress.onStep },
     );
   } catch (err) {
     progress.abort();

@@ -15,7 +15,7 @@ import { openDataset, sampleBatchWithLabels } from '../train/data.js';
 import type { ImageDataset } from '../io/datasets.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { DEFAULT_GENERATOR, optNum } from './generate.js';
-import { apgOption } from './model_options.js';
+import { apgOption, NOISE_SCALE_OPTION } from './model_options.js';
 import { ProgressBar } from './progress.js';
 import { evaluateSceneGeneration, sceneTable, type SceneEvalReport, type ScenePrompt } from '../eval/scenes.js';
 import { loadFashionScenes, sceneLayout } from '../io/scenes.js';
@@ -46,6 +46,7 @@ export const evalGenerationSpec: CommandSpec = {
     { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'apg', kind: 'boolean', help: 'with --guidance ≠ 1: adaptive projected guidance in the decoder', defaultText: 'stored' },
+    { ...NOISE_SCALE_OPTION, defaultText: 'stored' },
     { name: 'no-apg', kind: 'boolean', help: 'with --guidance ≠ 1: plain classifier-free guidance in the decoder' },
     { name: 'seed', kind: 'string', value: 'N', help: 'seed of the generation (batch b uses seed + b) and of the floor subset', defaultText: '1000 (not the seeds the samples of a model card were chosen on)' },
     { name: 'reuse-recon', kind: 'string', value: 'FILE', help: "take the reconstruction columns from an earlier report.json (same tokenizer, --recon, seed and decoder settings: they do not depend on the generator)" },
@@ -103,7 +104,7 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
   const over: Partial<GenerationSettings> = {
     cfg_scale: optNum(args, 'cfg', { min: 0 }), temperature: optNum(args, 'temperature'), top_k: optNum(args, 'top-k', { integer: true, min: 0 }),
     top_p: optNum(args, 'top-p'), decoder_steps: optNum(args, 'steps', { integer: true, min: 1 }), decoder_guidance: optNum(args, 'guidance', { min: 0 }),
-    decoder_apg: apgOption(args), seed: args.num('seed', 1000, { integer: true, min: 0 }),
+    decoder_apg: apgOption(args), decoder_noise_scale: optNum(args, 'noise-scale', { min: 0 }), seed: args.num('seed', 1000, { integer: true, min: 0 }),
   };
   const schedule = args.str('cfg-schedule');
   if (schedule !== undefined) over.cfg_schedule = schedule as GenerationSettings['cfg_schedule'];
@@ -143,9 +144,9 @@ export async function runEvalGeneration(args: ParsedArgs, log: (line: string) =>
       throw new UsageError(`--reuse-recon ${reuse}: cannot read the report (${(e as Error).message})`, args.command);
     }
     const ps = prev.settings ?? {};
-    if (ps.decoder_steps !== settings.decoder_steps || ps.decoder_guidance !== settings.decoder_guidance || (settings.decoder_guidance !== 1 && (ps.decoder_apg ?? true) !== settings.decoder_apg) || ps.seed !== settings.seed
+    if (ps.decoder_steps !== settings.decoder_steps || ps.decoder_guidance !== settings.decoder_guidance || (settings.decoder_guidance !== 1 && (ps.decoder_apg ?? true) !== settings.decoder_apg) || (ps.decoder_noise_scale ?? 1) !== settings.decoder_noise_scale || ps.seed !== settings.seed
       || (prev.reconImages !== undefined && prev.reconImages !== reconImages.labels.length) || !Array.isArray(prev.rows)) {
-      throw new UsageError(`--reuse-recon ${reuse}: its decoder steps, guidance, APG, seed or reconstruction count differ from this run's; reconstruct again instead`, args.command);
+      throw new UsageError(`--reuse-recon ${reuse}: its decoder steps, guidance, APG, noise scale, seed or reconstruction count differ from this run's; reconstruct again instead`, args.command);
     }
     knownRecon = new Map(prev.rows.map((r) => [r.k, { fdRecon: r.fdRecon, reconAccuracy: r.reconAccuracy }]));
   }

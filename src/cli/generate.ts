@@ -8,7 +8,7 @@ import { saveGrid, saveGridSync, saveImage } from '../io/image.js';
 import { slice } from '../tensor/ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { UsageError, type CommandSpec, type ParsedArgs } from './args.js';
-import { apgOption } from './model_options.js';
+import { apgOption, NOISE_SCALE_OPTION } from './model_options.js';
 import { TOKENS_FORMAT, writeTokensFile } from './tokens_file.js';
 
 export const DEFAULT_GENERATOR = 'models/fmnist-ar';
@@ -37,6 +37,7 @@ export const generateSpec: CommandSpec = {
     { name: 'steps', kind: 'string', value: 'N', help: "Euler steps of the tokenizer's decoder", defaultText: 'stored' },
     { name: 'guidance', kind: 'string', value: 'G', help: "guidance of the tokenizer's decoder (1 = none)", defaultText: 'stored' },
     { name: 'apg', kind: 'boolean', help: "with --guidance ≠ 1: adaptive projected guidance in the decoder", defaultText: 'stored' },
+    { ...NOISE_SCALE_OPTION, defaultText: 'stored' },
     { name: 'no-apg', kind: 'boolean', help: 'with --guidance ≠ 1: plain classifier-free guidance in the decoder' },
     { name: 'out', short: 'o', kind: 'string', value: 'FILE', help: 'grid PNG: one row per class or prompt, one column per sample' },
     { name: 'out-dir', kind: 'string', value: 'DIR', help: 'one PNG per sample, <class index>_<sample index>.png (prompts: <line index>_<sample index>.png) at the tokenizer\'s native size, plus tokens.json (for flextok detokenize)' },
@@ -71,6 +72,7 @@ export async function runGenerate(args: ParsedArgs, log: (line: string) => void)
     decoder_steps: optNum(args, 'steps', { integer: true, min: 1 }),
     decoder_guidance: optNum(args, 'guidance', { min: 0 }),
     decoder_apg: apgOption(args),
+    decoder_noise_scale: optNum(args, 'noise-scale', { min: 0 }),
     argmax: args.flag('argmax') || undefined,
   };
   const schedule = args.str('cfg-schedule');

@@ -27,12 +27,20 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'cache', kind: 'string', value: 'DIR', help: 'hub cache root', defaultText: '$FLEXTOK_CACHE or ~/.cache/flextok/hub' },
 ];
 
+/** --noise-scale: the decoder's initial noise times S (DetokenizeOptions.noiseScale). */
+export const NOISE_SCALE_OPTION: OptionSpec = {
+  name: 'noise-scale', kind: 'string', value: 'S',
+  help: "scale of the decoder's initial noise: below 1 the sampler draws the likeliest image for the tokens more often, with less variety (a flow's sampling temperature; not in the official code)",
+  defaultText: '1',
+};
+
 export const SAMPLER_OPTIONS: OptionSpec[] = [
   { name: 'steps', kind: 'string', value: 'N', help: 'Euler denoising steps', defaultText: '20' },
   { name: 'guidance', kind: 'string', value: 'S', help: 'guidance scale (1 = no guidance)', defaultText: '7.5' },
   { name: 'apg', kind: 'boolean', help: 'adaptive projected guidance (APG) instead of plain classifier-free guidance', defaultText: 'on' },
   { name: 'no-apg', kind: 'boolean', help: 'plain classifier-free guidance' },
   { name: 'seed', kind: 'string', value: 'N', help: 'seed of the initial noise', defaultText: '0' },
+  NOISE_SCALE_OPTION,
 ];
 
 export const IMAGE_OPTIONS: OptionSpec[] = [
@@ -46,6 +54,7 @@ export interface SamplerArgs {
   guidance: number;
   apg: boolean;
   seed: number;
+  noiseScale: number;
 }
 
 /** --apg / --no-apg: adaptive projected or plain classifier-free guidance, or undefined when neither is given. */
@@ -60,6 +69,7 @@ export function samplerArgs(args: ParsedArgs): SamplerArgs {
     guidance: args.num('guidance', 7.5),
     apg: apgOption(args) ?? true,
     seed: args.num('seed', 0, { integer: true, min: 0 }),
+    noiseScale: args.num('noise-scale', 1, { min: 0 }),
   };
 }
 

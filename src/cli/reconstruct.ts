@@ -50,7 +50,7 @@ export async function runReconstruct(args: ParsedArgs, log: (line: string) => vo
   const progress = denoiseProgress(`denoising ${tokens.length} sequences`, sampler.steps);
   let decoded;
   try {
-    decoded = model.decodeImages(tokens, { k: keep, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, noise, onStep: progress.onStep });
+    decoded = model.decodeImages(tokens, { k: keep, steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, noise, noiseScale: sampler.noiseScale, onStep: progress.onStep });
   } catch (err) {
     progress.abort();
     throw err;

@@ -58,7 +58,7 @@ export async function runTokenize(args: ParsedArgs, log: (line: string) => void)
     const bar = new ProgressBar(`adaptive k (≥ ${target} dB)`, images.length);
     const lines: string[] = [];
     images.forEach((img, i) => {
-      const a = smallestKForPsnr(model, img, ids[i]!, target, { steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed });
+      const a = smallestKForPsnr(model, img, ids[i]!, target, { steps: sampler.steps, guidance: sampler.guidance, apg: sampler.apg, seed: sampler.seed, noiseScale: sampler.noiseScale });
       adaptive.push({ k: a.k, psnr: a.psnr });
       bar.update(i + 1);
       lines.push(`${args.positionals[i]}: k = ${a.k} (${a.psnr.toFixed(2)} dB${a.reached ? '' : `; no k reaches ${target} dB`}; tried ${a.candidates.map((c) => `${c.k}: ${c.psnr.toFixed(1)}`).join(', ')})`);

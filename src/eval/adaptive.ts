@@ -10,11 +10,12 @@ import type { Tensor } from '../tensor/tensor.js';
 import { clampToDisplayRange, psnrPerImage } from './metrics.js';
 
 export interface AdaptiveKOptions {
-  /** decoder Euler steps, guidance, APG and seed (the FlexTok.detokenize defaults when absent) */
+  /** decoder Euler steps, guidance, APG, seed and noise scale (the FlexTok.detokenize defaults when absent) */
   steps?: number;
   guidance?: number;
   apg?: boolean;
   seed?: number;
+  noiseScale?: number;
 }
 
 export interface AdaptiveK {

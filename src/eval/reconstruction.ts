@@ -47,6 +47,8 @@ export interface ReconstructionReport {
   guidance: number;
   apg: boolean;
   seed: number;
+  /** scale of the decoder's initial noise */
+  noiseScale: number;
   /** names of the classifiers behind classAgreement and originalAccuracy */
   classifiers: string[];
   /** per classifier: accuracy on the original images (the reference for classAgreement) */
@@ -73,7 +75,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
     const end = Math.min(n, start + bs);
     const batch = slice(images, 0, start, end);
     // Noise per image index, so results do not depend on the batch size.
-    const recon = model.reconstruct(batch, ks, { steps: opts.steps, guidance: opts.guidance, apg: opts.apg, seed: opts.seed, firstIndex: start });
+    const recon = model.reconstruct(batch, ks, { steps: opts.steps, guidance: opts.guidance, apg: opts.apg, seed: opts.seed, noiseScale: opts.noiseScale, firstIndex: start });
     classifiers.forEach((c, j) => (originalCorrect[j] += correct(c.model, batch, start)));
     recon.forEach((r, j) => {
       const rc = clampToDisplayRange(r);
@@ -93,6 +95,7 @@ export function evaluateReconstruction(model: FlexTok, images: Tensor, labels: I
     guidance: opts.guidance ?? 1,
     apg: opts.apg ?? false,
     seed: opts.seed ?? 0,
+    noiseScale: opts.noiseScale ?? 1,
     classifiers: classifiers.map((c) => c.name),
     originalAccuracy: originalCorrect.map((c) => c / n),
     rows: ks.map((k, j) => ({
@@ -115,7 +118,7 @@ export function reconstructionTable(r: ReconstructionReport): string {
     for (const a of row.classAgreement) cells.push(`${(100 * a).toFixed(1)}%`);
     lines.push(`| ${cells.join(' | ')} |`);
   }
-  const notes = [`${r.images} images, ${r.steps} Euler steps, guidance ${r.guidance}${r.guidance !== 1 ? (r.apg ? ' (APG)' : ' (CFG)') : ''}, seed ${r.seed}`];
+  const notes = [`${r.images} images, ${r.steps} Euler steps, guidance ${r.guidance}${r.guidance !== 1 ? (r.apg ? ' (APG)' : ' (CFG)') : ''}, seed ${r.seed}${r.noiseScale !== 1 ? `, noise scale ${r.noiseScale}` : ''}`];
   r.classifiers.forEach((name, i) => notes.push(`${r.classifiers.length === 1 ? 'classifier' : name} accuracy on the originals: ${(100 * r.originalAccuracy[i]).toFixed(1)}%`));
   return `${lines.join('\n')}\n\n${notes.join('; ')}.`;
 }

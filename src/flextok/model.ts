@@ -3,7 +3,7 @@
 // images (FSQ codes → rectified-flow decoder → VAE); a pixel-space model has the identity in place of the VAE.
 import { fs, path } from '../io/node_builtins.js';
 import { defaultCacheRoot } from '../io/hub.js';
-import { concat, reshape, slice } from '../tensor/ops.js';
+import { concat, mul, reshape, slice } from '../tensor/ops.js';
 import { mixSeed, Rng } from '../tensor/rng.js';
 import { noGrad, Tensor } from '../tensor/tensor.js';
 import { checkpointFromBytes, readCheckpoint, resolveVaeFolder, type FlexTokConfig, type LoadedCheckpoint } from './checkpoint.js';
@@ -60,6 +60,10 @@ export interface DetokenizeOptions {
   seed?: number;
   /** The initial noise x at t = 1, one [1, C, h, w] per image (overrides seed and imageSize). */
   noise?: Tensor[];
+  /** Scale of the initial noise, drawn or given (default 1; ≥ 0). Below 1 the sampler starts nearer the centre of
+   * the noise distribution and draws the likeliest image for the tokens more often, with less variety: a flow's
+   * sampling temperature (not in the official code). */
+  noiseScale?: number;
   /** Output size in pixels: one side, [height, width], or one [height, width] per image (default: the model's native size). */
   imageSize?: number | [number, number] | Array<[number, number]>;
   /** Called after each Euler step. */
@@ -77,6 +81,8 @@ export interface ReconstructOptions {
   apg?: boolean;
   /** Seed of the initial noise (default 0). */
   seed?: number;
+  /** Scale of the initial noise (default 1; see DetokenizeOptions.noiseScale). */
+  noiseScale?: number;
   /** Index of the batch's first image in a larger set (default 0); see reconstruct. */
   firstIndex?: number;
   /** Called after each Euler step of each k (kIndex: position of k in ks). */
@@ -427,6 +433,9 @@ export class FlexTok {
         const seed = opts.seed ?? 0;
         initNoise = this.latentSizes(tokens.length, opts.imageSize).map(([h, w]) => Tensor.randn([1, c, h, w], new Rng(seed)));
       }
+      const noiseScale = opts.noiseScale ?? 1;
+      if (!Number.isFinite(noiseScale) || noiseScale < 0) throw new FlexTokInputError(`noise scale must be a number ≥ 0, got ${noiseScale}`);
+      if (noiseScale !== 1) initNoise = initNoise.map((x) => mul(x, noiseScale));
       const steps = opts.steps ?? 20;
       if (!Number.isInteger(steps) || steps < 1) throw new FlexTokInputError(`steps must be a positive integer, got ${steps}`);
       const guidance = opts.guidance ?? 7.5;
@@ -485,6 +494,7 @@ export class FlexTok {
       apg: opts.apg,
       seed: opts.seed,
       noise: opts.initNoise,
+      noiseScale: opts.noiseScale,
       onStep: opts.onStep,
       imageSize: list.map((img) => [img.shape[2]!, img.shape[3]!] as [number, number]),
     });
@@ -505,7 +515,7 @@ export class FlexTok {
     const noise = Array.from({ length: b }, (_, i) => reconstructionNoise([1, this.config.vae.latentChannels, h / f, w / f], opts.seed ?? 0, (opts.firstIndex ?? 0) + i));
     const onStep = opts.onStep;
     return ks.map((k, j) => this.detokenize(ids, {
-      k, steps: opts.steps ?? 25, guidance: opts.guidance ?? 1, apg: opts.apg ?? false, noise,
+      k, steps: opts.steps ?? 25, guidance: opts.guidance ?? 1, apg: opts.apg ?? false, noise, noiseScale: opts.noiseScale,
       onStep: onStep && ((step, total) => onStep(step, total, j)),
     }));
   }

@@ -253,6 +253,7 @@ function generationRequest(p: Params, ctx: ApiContext): { request: GenerationReq
     decoder_steps: p.number('steps', undefined, { integer: true, min: 1, max: ctx.limits.maxSteps }),
     decoder_guidance: p.number('guidance', undefined, { min: 0, max: 50 }),
     decoder_apg: p.boolean('apg', undefined),
+    decoder_noise_scale: p.number('noise_scale', undefined, { min: 0, max: 10 }),
   };
   p.finish();
   return { request: { name, n, condition, over }, info };

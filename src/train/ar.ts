@@ -311,7 +311,7 @@ function sampleRows(model: FlexAR, tokenizer: FlexTok, cfg: ArTrainConfig, ks: n
     temperature: sp.temperature, topK: sp.top_k, topP: sp.top_p, seed: cfg.seed,
   });
   const seqs = tokens.map((t) => Array.from(t));
-  const perK = ks.map((k) => tokenizer.detokenize(seqs, { k, steps: sp.decoder_steps, guidance: sp.decoder_guidance, apg: sp.decoder_apg }));
+  const perK = ks.map((k) => tokenizer.detokenize(seqs, { k, steps: sp.decoder_steps, guidance: sp.decoder_guidance, apg: sp.decoder_apg, noiseScale: sp.decoder_noise_scale }));
   const [, c, h, w] = perK[0].shape;
   const plane = c * h * w;
   return seqs.map((_, i) => {
