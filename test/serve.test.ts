@@ -196,6 +196,12 @@ describe('flextok serve (in-process, shipped models)', { timeout: 300_000 }, () 
     const expected = tensorToRgb(clampToDisplayRange(model.decodeImages([tok.tokens], { k: 8, steps: 2, guidance: 1, apg: false, seed: 3 })[0]!));
     const { data } = await sharp(r.body).removeAlpha().raw().toBuffer({ resolveWithObject: true });
     assert.ok(data.equals(expected.data), 'the PNG holds the decoded pixels');
+    // noise_scale reaches the decoder
+    const r2 = await request(base, '/api/detokenize', { body: JSON.stringify({ model: 'fmnist-default', tokens: tok.tokens, k: 8, steps: 2, seed: 3, noise_scale: 0.5 }), type: 'application/json' });
+    assert.equal(r2.status, 200, r2.body.toString());
+    const expected2 = tensorToRgb(clampToDisplayRange(model.decodeImages([tok.tokens], { k: 8, steps: 2, guidance: 1, apg: false, seed: 3, noiseScale: 0.5 })[0]!));
+    const got2 = await sharp(r2.body).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    assert.ok(got2.data.equals(expected2.data) && !got2.data.equals(data), 'the PNG holds the pixels decoded at noise scale 0.5');
   });
 
   it('generate returns n token sequences and n PNGs (JSON), or one grid PNG', async () => {
@@ -266,6 +272,7 @@ describe('flextok serve (in-process, shipped models)', { timeout: 300_000 }, () 
     assertError(await post('/api/detokenize', '{"tokens": [1, 64000]}', 'application/json'), 400, /tokens\[1\] = 64000 .*0 to 63999/);
     assertError(await post('/api/detokenize', `{"tokens": [${new Array(33).fill(1).join(',')}]}`, 'application/json'), 400, /33 tokens; this model takes 1 to 32/);
     assertError(await post('/api/detokenize', '{"tokens": [1], "steps": 1e9}', 'application/json'), 400, /'steps' must be an integer from 1 to 100/);
+    assertError(await post('/api/detokenize', '{"tokens": [1], "noise_scale": -1}', 'application/json'), 400, /'noise_scale' must be .*0 to 10/);
     assertError(await post('/api/detokenize', '{"tokens": [1], "guidance": "lots"}', 'application/json'), 400, /'guidance' must be a number/);
     assertError(await post('/api/detokenize', '{"tokens": [1], "step": 2}', 'application/json'), 400, /unknown field 'step'/);
     // models and classes

@@ -127,13 +127,14 @@ function bodyLimits(ctx: ApiContext, maxBytes: number, what: string): BodyLimits
 }
 
 /** The decoder settings of a request; defaults: the model card's (pixel space: 25 steps, no guidance) or the CLI's (VAE: 20 steps, guidance 7.5). */
-function decoderParams(p: Params, info: ModelInfo, limits: ServerLimits): { steps: number; guidance: number; apg: boolean; seed: number } {
+function decoderParams(p: Params, info: ModelInfo, limits: ServerLimits): { steps: number; guidance: number; apg: boolean; seed: number; noiseScale: number } {
   const d = decoderDefaults(info.space === 'pixel' ? 'pixel' : 'vae');
   const steps = p.number('steps', d.steps, { integer: true, min: 1, max: limits.maxSteps });
   const guidance = p.number('guidance', d.guidance, { min: 0, max: 50 });
   const apg = p.boolean('apg', guidance !== 1);
   const seed = p.number('seed', 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
-  return { steps, guidance, apg, seed };
+  const noiseScale = p.number('noise_scale', 1, { min: 0, max: 10 });
+  return { steps, guidance, apg, seed, noiseScale };
 }
 
 /** Runs a computation in the queue; the model's own input errors become 400s. */
