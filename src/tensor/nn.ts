@@ -211,14 +211,20 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: { ignoreInde
   const out = newLike(logits, []);
   out.f[0] = count > 0 ? loss / count : 0;
   return record(out, 'crossEntropy', [logits], (g) => {
-    const dx = newLike(logits, logits.shape);
-    if (count === 0) return [dx];
+    if (count === 0) return [newLike(logits, logits.shape)];
+    const dx = newOut(logits, logits.shape); // every value is written below
     const s = g.data[0] / count;
     const dd = dx.f;
+    // dlogits = s · (softmax − ε/C − (1 − ε)·onehot): the exp and the scaling run on the kernels (N·C values: the
+    // whole cost for a large vocabulary), the one-hot and the ignored rows are fixed up per row.
+    const k = kernels();
+    const scalar = (v: number) => (dd instanceof Float64Array ? Float64Array.of(v) : Float32Array.of(v));
+    k.unary('exp', ld, dd, n * c);
+    k.binary({ op: 'mul', a: dd, b: scalar(s), out: dd, shape: [n * c], aStrides: [1], bStrides: [0] });
+    if (eps > 0) k.binary({ op: 'sub', a: dd, b: scalar(s * (eps / c)), out: dd, shape: [n * c], aStrides: [1], bStrides: [0] });
     for (let i = 0; i < n; i++) {
-      if (t[i] === ignore) continue;
-      for (let j = 0; j < c; j++) dd[i * c + j] = s * (Math.exp(ld[i * c + j]) - eps / c);
-      dd[i * c + t[i]] -= s * (1 - eps);
+      if (t[i] === ignore) dd.fill(0, i * c, (i + 1) * c);
+      else dd[i * c + t[i]] -= s * (1 - eps);
     }
     return [dx];
   });
