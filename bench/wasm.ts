@@ -1,6 +1,8 @@
 // The WebAssembly rows of the benchmark: sgemm 1024³ and the d12 decoder step on the wasm kernels (the threaded
-// build when more than one thread is benchmarked), each with its ratio to the native kernels measured in this run.
-import { loadWasmKernels, setWasmThreads, waitForWasmHelpers, wasmUnavailableReason } from '../src/tensor/backend_wasm.js';
+// build when more than one thread is benchmarked; relaxed SIMD where Node runs it, else SIMD128 — each row names
+// which; FLEXTOK_WASM_SIMD=simd128 measures the SIMD128 build), each with its ratio to the native kernels measured
+// in this run.
+import { loadWasmKernels, setWasmThreads, waitForWasmHelpers, wasmInfo, wasmUnavailableReason } from '../src/tensor/backend_wasm.js';
 import type { GemmArgs } from '../src/tensor/kernels.js';
 import { setBackend } from '../src/tensor/index.js';
 import { flextokD12Benches } from './flextok_shapes.js';
@@ -26,6 +28,7 @@ export const wasmEntry: BenchEntry = {
     const wasm = loadWasmKernels();
     if (!wasm) return [{ name: 'wasm kernels', threads: 0, note: `not measured: ${wasmUnavailableReason()}` }];
     waitForWasmHelpers();
+    const simd = wasmInfo()?.simd === 'wasm-relaxed-simd' ? 'relaxed SIMD' : 'SIMD128';
     const rows: BenchRow[] = [];
     const n = 1024;
     const args = gemmArgs(n);
@@ -36,7 +39,7 @@ export const wasmEntry: BenchEntry = {
       const r = timeIt(() => wasm.gemm(args), { minSeconds: ctx.quick ? 0.5 : 2, minReps: 2, warmupSeconds: ctx.quick ? 0.5 : 2 });
       const gflops = (2 * n * n * n) / r.best / 1e6;
       const native = ctx.rates.get(`sgemm ${n}x${n}x${n}@${t}`);
-      rows.push({ name: `wasm sgemm ${n}x${n}x${n}`, threads: used, ms: r.best, medianMs: r.median, gflops, note: native ? `${((100 * gflops) / native).toFixed(0)} % of native (${native.toFixed(0)} GFLOP/s)` : undefined });
+      rows.push({ name: `wasm ${simd} sgemm ${n}x${n}x${n}`, threads: used, ms: r.best, medianMs: r.median, gflops, note: native ? `${((100 * gflops) / native).toFixed(0)} % of native (${native.toFixed(0)} GFLOP/s)` : undefined });
     }
     const decoder = flextokD12Benches().find((b) => b.name.includes('decoder step'))!;
     for (const t of ctx.threadCounts) {
@@ -45,7 +48,7 @@ export const wasmEntry: BenchEntry = {
       setBackend('wasm');
       setWasmThreads(t);
       const w = timeIt(decoder.run, { minSeconds: ctx.quick ? 1 : 2, minReps: 2, warmup: 1, warmupSeconds: ctx.quick ? 0.5 : 2 });
-      rows.push({ name: `wasm ${decoder.name}`, threads: t, ms: w.best, medianMs: w.median, gflops: decoder.flops / w.best / 1e6, note: `${(w.best / nat.best).toFixed(1)}x the native time (${nat.best.toFixed(0)} ms)` });
+      rows.push({ name: `wasm ${simd} ${decoder.name}`, threads: t, ms: w.best, medianMs: w.median, gflops: decoder.flops / w.best / 1e6, note: `${(w.best / nat.best).toFixed(1)}x the native time (${nat.best.toFixed(0)} ms)` });
     }
     setBackend('native');
     return rows;

@@ -4,11 +4,14 @@
 // wasm32-wasi with SIMD128 and linked by wasm-ld as a reactor (no main; `_initialize` runs static constructors).
 // The output is reproducible: no debug info, names or paths, stripped, fixed input order (`--verify` builds
 // twice from scratch and compares the bytes).
-// Toolchain (Debian): clang, lld, wasi-libc, libc++-14-dev-wasm32, libc++abi-14-dev-wasm32, libclang-rt-14-dev-wasm32.
+// Toolchain (Debian): clang-16, lld-16, wasi-libc, libc++-16-dev-wasm32, libc++abi-16-dev-wasm32,
+// libclang-rt-16-dev-wasm32 (clang 16 is the first to emit the final relaxed-SIMD opcodes).
 // Options: --verify (build twice without the object cache, compare), --check (build from scratch into a temporary
 // folder and fail unless the bytes equal the committed module: CI's guard against a stale .wasm; writes nothing),
 // --threads (the multi-threaded variant,
-// native/wasm/flextok_kernels_mt.wasm: atomics, an imported shared memory). WASM_CXX names the compiler,
+// native/wasm/flextok_kernels_mt.wasm: atomics, an imported shared memory), --relaxed (the relaxed-SIMD variant,
+// *_relaxed.wasm: f32x4.relaxed_madd, fused multiply-add where the CPU has it; loaded where the engine supports
+// it, the SIMD128 modules elsewhere). WASM_CXX names the compiler,
 // WASM_BUILD_JOBS (default 2) bounds parallel compiles. Objects are cached in native/wasm/build/ by a hash of
 // the flags and every source and header.
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,19 +19,26 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
 
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
 const args = process.argv.slice(2);
 const verify = args.includes('--verify');
 const check = args.includes('--check');
 const threads = args.includes('--threads');
+const relaxed = args.includes('--relaxed');
 for (const a of args) {
-  if (!['--verify', '--threads', '--check'].includes(a)) {
-    console.error('usage: node scripts/build-wasm.mjs [--verify | --check] [--threads]');
+  if (!['--verify', '--threads', '--check', '--relaxed'].includes(a)) {
+    console.error('usage: node scripts/build-wasm.mjs [--verify | --check] [--threads] [--relaxed]');
     process.exit(2);
   }
 }
-const cxx = process.env.WASM_CXX ?? 'clang++';
+// Node 20 validates relaxed-SIMD modules only behind this V8 flag (on by default from Node 22)
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+const cxx = process.env.WASM_CXX ?? 'clang++-16';
+const TOOLCHAIN = 'apt-get install clang-16 lld-16 wasi-libc libc++-16-dev-wasm32 libc++abi-16-dev-wasm32 libclang-rt-16-dev-wasm32';
+/** Where Debian's libc++-16-dev-wasm32 puts the C++ headers (clang 16's driver does not search there itself). */
+const LIBCXX_INCLUDE = '/usr/include/wasm32-wasi/c++/v1';
 const jobs = Math.max(1, Number(process.env.WASM_BUILD_JOBS ?? 2) || 2);
 
 // Paths relative to the repository root (the compiler runs there, so no absolute path reaches the objects).
@@ -49,11 +59,14 @@ const sources = [
 ];
 /** Initial pages of the threaded build's imported memory (src/tensor/kernels_wasm/threads.ts creates it this size). */
 const WASM_MT_INITIAL_PAGES = 64;
-const output = threads ? 'native/wasm/flextok_kernels_mt.wasm' : 'native/wasm/flextok_kernels.wasm';
+const variant = `${threads ? '_mt' : ''}${relaxed ? '_relaxed' : ''}`;
+const output = `native/wasm/flextok_kernels${variant}.wasm`;
+const buildFlags = [threads ? '--threads' : '', relaxed ? '--relaxed' : ''].filter(Boolean).join(' ');
 
 // As native/binding.gyp (-ffp-contract=off keeps results identical to the other back ends), for wasm32 SIMD128.
 const cflags = [
-  '--target=wasm32-wasi', '-msimd128', '-mmutable-globals', '-O3', '-std=c++17', '-fno-exceptions', '-fno-rtti', '-fno-math-errno',
+  '--target=wasm32-wasi', '-msimd128', ...(relaxed ? ['-mrelaxed-simd'] : []), '-mmutable-globals',
+  '-nostdinc++', '-isystem', LIBCXX_INCLUDE, '-O3', '-std=c++17', '-fno-exceptions', '-fno-rtti', '-fno-math-errno',
   '-fno-trapping-math', '-ffp-contract=off', '-DNDEBUG', '-g0', `-ffile-prefix-map=${root}/=`, '-Wall',
   '-Wno-unused-function', '-Wno-unused-const-variable',
   ...(threads ? ['-matomics', '-mbulk-memory', '-ftls-model=local-exec', '-DFT_WASM_THREADS=1'] : []),
@@ -79,8 +92,9 @@ function fail(msg) {
 function checkToolchain() {
   const v = spawnSync(cxx, ['--version'], { encoding: 'utf8' });
   if (v.error || v.status !== 0) {
-    fail(`${cxx} not found: apt-get install clang lld wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32`);
+    fail(`${cxx} not found: ${TOOLCHAIN}`);
   }
+  if (!existsSync(LIBCXX_INCLUDE)) fail(`no libc++ headers for wasm32 at ${LIBCXX_INCLUDE}: ${TOOLCHAIN}`);
   return v.stdout.split('\n')[0];
 }
 
@@ -170,7 +184,7 @@ const version = checkToolchain();
 const outFile = path.join(root, output);
 if (check) {
   // CI: the committed module must be what these sources build to
-  if (!existsSync(outFile)) fail(`${output} is missing; run \`npm run build:wasm${threads ? ' -- --threads' : ''}\` and commit it`);
+  if (!existsSync(outFile)) fail(`${output} is missing; run \`npm run build:wasm${buildFlags ? ` -- ${buildFlags}` : ''}\` and commit it`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'flextok-wasm-check-'));
   try {
     const fresh = path.join(dir, 'fresh.wasm');
@@ -179,7 +193,7 @@ if (check) {
     const have = createHash('sha256').update(readFileSync(outFile)).digest('hex');
     if (want !== have) {
       fail(`${output} is stale: the sources build to sha256 ${want}, the committed file is ${have}; ` +
-        `run \`npm run build:wasm${threads ? ' -- --threads' : ''}\` and commit the result`);
+        `run \`npm run build:wasm${buildFlags ? ` -- ${buildFlags}` : ''}\` and commit the result`);
     }
     console.log(`[build-wasm] ${output} matches its sources (sha256 ${have}; ${version}; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
@@ -189,7 +203,7 @@ if (check) {
 }
 mkdirSync(path.dirname(outFile), { recursive: true });
 const tmpOut = `${outFile}.tmp`;
-const stats = await build(path.join(root, 'native', 'wasm', 'build', threads ? 'mt' : 'st'), path.relative(root, tmpOut), true);
+const stats = await build(path.join(root, 'native', 'wasm', 'build', `${threads ? 'mt' : 'st'}${relaxed ? '-relaxed' : ''}`), path.relative(root, tmpOut), true);
 renameSync(tmpOut, outFile);
 const bytes = readFileSync(outFile);
 const sha = createHash('sha256').update(bytes).digest('hex');

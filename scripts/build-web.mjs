@@ -1,7 +1,7 @@
 // Builds the browser files (`npm run build:web`, also run by `npm install`): the library's core, src/browser/index.ts
 // bundled by esbuild for platform 'browser' (ESM, es2022, minified) into web/flextok.js; the web page's script
 // (src/browser/page.ts → web/app.js) and its engine worker (src/browser/engine_worker.ts → web/engine.js, a classic
-// worker script); and copies of the wasm kernels (native/wasm/flextok_kernels{,_mt}.wasm) in web/. The build fails, naming the import chain,
+// worker script); and copies of the wasm kernels (native/wasm/flextok_kernels{,_mt}{,_relaxed}.wasm) in web/. The build fails, naming the import chain,
 // when a Node built-in (`node:*`, or a bare built-in name such as `fs`) or `sharp` is reachable from the entry;
 // two Node-layer modules are swapped for node-free ones (SWAPS: the kernels chooser, the built-ins of file loaders).
 // Options: --out DIR (write there instead of web/), --check (build into a temporary folder and fail unless every
@@ -32,7 +32,7 @@ for (let i = 0; i < args.length; i++) {
   }
 }
 
-const WASM_FILES = ['flextok_kernels.wasm', 'flextok_kernels_mt.wasm'];
+const WASM_FILES = ['flextok_kernels.wasm', 'flextok_kernels_mt.wasm', 'flextok_kernels_relaxed.wasm', 'flextok_kernels_mt_relaxed.wasm'];
 const builtins = new Set(builtinModules);
 /** The only Node-layer modules the browser graph reaches, as their importers name them, and the node-free
  * modules the bundle takes instead (what a package.json "browser" map does): any other Node import fails. */

@@ -3,13 +3,14 @@
 # packed GEMM against float64) for each target, independently of Node-API:
 #   x86-64    native g++, every x86 back end the CPU has (avx512, avx2) and the generic one;
 #   aarch64   aarch64-linux-gnu-g++, run under qemu-aarch64 -L /usr/aarch64-linux-gnu (NEON + generic);
-#   wasm32    clang++ --target=wasm32-wasi -msimd128, run under Node's WASI (SIMD128 + generic; single-threaded
-#             stand-in for the thread pool, native/test/threadpool_single.cc, since wasi has no threads).
-# Usage: scripts/native-kernel-test.sh [x86-64] [aarch64] [wasm32]   (default: all three)
+#   wasm32    clang++-16 --target=wasm32-wasi -msimd128, run under Node's WASI (SIMD128 + generic; single-threaded
+#             stand-in for the thread pool, native/test/threadpool_single.cc, since wasi has no threads);
+#   wasm32-relaxed  the same with -mrelaxed-simd (vfma as f32x4.relaxed_madd; run-wasi.mjs turns on Node 20's flag).
+# Usage: scripts/native-kernel-test.sh [x86-64] [aarch64] [wasm32] [wasm32-relaxed]   (default: all four)
 # Exit status: 0 all requested targets built and passed; 1 a build or test failed; 3 nothing failed but a
 # target was skipped because its toolchain is missing. With CI set (or --require-all) a missing toolchain
-# is a failure (exit 1). Toolchains (Debian): g++, g++-aarch64-linux-gnu, qemu-user, clang, lld, wasi-libc,
-# libc++-14-dev-wasm32, libc++abi-14-dev-wasm32, libclang-rt-14-dev-wasm32 (see .ci/run).
+# is a failure (exit 1). Toolchains (Debian): g++, g++-aarch64-linux-gnu, qemu-user, clang-16, lld-16, wasi-libc,
+# libc++-16-dev-wasm32, libc++abi-16-dev-wasm32, libclang-rt-16-dev-wasm32 (see .ci/run).
 # Objects are cached in native/test/build/<target>/ and rebuilt when a source or header changes.
 # KERNEL_TEST_JOBS (default 2) bounds parallel compiles; KERNEL_TEST_ARGS is passed to each test binary;
 # AARCH64_CXX, QEMU_AARCH64 and WASM_CXX override the cross tools.
@@ -25,10 +26,11 @@ for a in "$@"; do
     x86-64 | x86 | x86_64) targets+=(x86-64) ;;
     aarch64 | arm64) targets+=(aarch64) ;;
     wasm32 | wasm) targets+=(wasm32) ;;
-    *) echo "usage: $0 [--require-all] [x86-64] [aarch64] [wasm32]" >&2; exit 2 ;;
+    wasm32-relaxed | wasm-relaxed) targets+=(wasm32-relaxed) ;;
+    *) echo "usage: $0 [--require-all] [x86-64] [aarch64] [wasm32] [wasm32-relaxed]" >&2; exit 2 ;;
   esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(x86-64 aarch64 wasm32)
+[ ${#targets[@]} -eq 0 ] && targets=(x86-64 aarch64 wasm32 wasm32-relaxed)
 jobs_max=${KERNEL_TEST_JOBS:-2}
 read -r -a test_args <<< "${KERNEL_TEST_ARGS:-}"
 
@@ -129,12 +131,15 @@ skip_target() {
 }
 
 have() { command -v "$1" > /dev/null 2>&1; }
+wasm_packages="clang-16 lld-16 wasi-libc libc++-16-dev-wasm32 libc++abi-16-dev-wasm32 libclang-rt-16-dev-wasm32"
+# Debian's libc++-16-dev-wasm32 headers, which clang 16's driver does not search by itself (as scripts/build-wasm.mjs)
+wasm_include=(-nostdinc++ -isystem /usr/include/wasm32-wasi/c++/v1 -Wno-unused-command-line-argument)
 # true when CXX links a C++ program (libc++) for wasm32-wasi
 wasm_links() {
   local probe=native/test/build/wasm-probe.wasm rc
   mkdir -p native/test/build
   printf '#include <vector>\nint main() { return std::vector<int>(2).at(1); }\n' |
-    "$1" --target=wasm32-wasi -fno-exceptions -x c++ - -o "$probe" > /dev/null 2>&1
+    "$1" --target=wasm32-wasi "${wasm_include[@]}" -fno-exceptions -x c++ - -o "$probe" > /dev/null 2>&1
   rc=$?
   rm -f "$probe"
   return $rc
@@ -165,19 +170,21 @@ for target in "${targets[@]}"; do
           "$qemu" -L /usr/aarch64-linux-gnu native/test/build/aarch64/kernel_test "${test_args[@]}"
       fi
       ;;
-    wasm32)
-      wasm_cxx=${WASM_CXX:-clang++}
+    wasm32 | wasm32-relaxed)
+      wasm_cxx=${WASM_CXX:-clang++-16}
+      simd=(-msimd128)
+      [ "$target" = wasm32-relaxed ] && simd+=(-mrelaxed-simd)
       if ! have "$wasm_cxx"; then
-        skip_target wasm32 "no $wasm_cxx: apt-get install clang lld wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32"
+        skip_target "$target" "no $wasm_cxx: apt-get install $wasm_packages"
       elif ! have wasm-ld; then
-        skip_target wasm32 "no wasm-ld: apt-get install lld"
+        skip_target "$target" "no wasm-ld: apt-get install lld"
       elif ! wasm_links "$wasm_cxx"; then
-        skip_target wasm32 "$wasm_cxx cannot link for wasm32-wasi: apt-get install wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32"
+        skip_target "$target" "$wasm_cxx cannot link for wasm32-wasi: apt-get install $wasm_packages"
       else
-        LINK_OUT=kernel_test.wasm LINK_FLAGS=-Wl,-z,stack-size=1048576 run_target wasm32 build wasm32 "$wasm_cxx" \
-          --target=wasm32-wasi -msimd128 -fno-exceptions "${common_flags[@]}" -- \
+        LINK_OUT=kernel_test.wasm LINK_FLAGS=-Wl,-z,stack-size=1048576 run_target "$target" build "$target" "$wasm_cxx" \
+          --target=wasm32-wasi "${simd[@]}" "${wasm_include[@]}" -fno-exceptions "${common_flags[@]}" -- \
           native/test/kernel_test.cc native/test/threadpool_single.cc "${lib_srcs[@]}" :: \
-          node --no-warnings native/test/run-wasi.mjs native/test/build/wasm32/kernel_test.wasm "${test_args[@]}"
+          node --no-warnings native/test/run-wasi.mjs "native/test/build/$target/kernel_test.wasm" "${test_args[@]}"
       fi
       ;;
   esac

@@ -4,9 +4,11 @@
 //   2. the engine tests (ops, kernels, autograd, optimizers, toy training) and the golden-parity and model
 //      tests (tokenizer, VAE, end to end, pixel-space checkpoints) again on the pure TypeScript backend;
 //   3. when the WebAssembly build of the kernels exists (native/wasm/flextok_kernels.wasm, `npm run build:wasm`),
-//      the op-level engine tests (ops, nn, autograd, optimizers, toy training) on it (FLEXTOK_BACKEND=wasm);
-//   4. when the threaded build exists too (flextok_kernels_mt.wasm), the same tests on it with 2 threads
-//      (FLEXTOK_WASM_THREADS=2: kernels split across a helper worker on a shared memory).
+//      the op-level engine tests (ops, nn, autograd, optimizers, toy training) on it (FLEXTOK_BACKEND=wasm):
+//      on the relaxed-SIMD build (flextok_kernels_relaxed.wasm) when it exists, and on the SIMD128 one
+//      (FLEXTOK_WASM_SIMD=simd128, the browsers' fallback);
+//   4. when the threaded builds exist too (flextok_kernels_mt[_relaxed].wasm), the same tests on each with 2
+//      threads (FLEXTOK_WASM_THREADS=2: kernels split across a helper worker on a shared memory).
 // `FLEXTOK_BACKEND=js npm test` asks for the TypeScript backend only: one pass of every file on it, with no
 // native addon required (tests of the addon itself skip when it is missing, and run when it loads).
 // Each pass's header names its backend, ISA and thread count (FLEXTOK_ISA and FLEXTOK_THREADS are honoured).
@@ -35,8 +37,12 @@ const jsPassFiles = all.filter((f) =>
 // Files that also run on the wasm backend when it is built: the op-level engine tests. (wasm_backend.test.ts tests
 // the wasm kernels directly and runs in the native pass; backend_compare compares native with JS on any backend.)
 const wasmPassFiles = all.filter((f) => /^test\/(ops|nn|autograd|optim|train_toy)[^/]*\.test\.ts$/.test(f));
-const wasmBuilt = existsSync(path.join(root, 'native', 'wasm', 'flextok_kernels.wasm'));
-const wasmThreadsBuilt = existsSync(path.join(root, 'native', 'wasm', 'flextok_kernels_mt.wasm'));
+const built = (file) => existsSync(path.join(root, 'native', 'wasm', file));
+/** The wasm passes: each built module (relaxed SIMD, SIMD128; single-threaded, 2 threads) on the op-level tests. */
+const wasmPasses = [['1', ''], ['2', '_mt']].flatMap(([threads, mt]) => [
+  ...(built(`flextok_kernels${mt}_relaxed.wasm`) ? [{ backend: 'wasm', files: wasmPassFiles, env: { FLEXTOK_WASM_THREADS: threads, FLEXTOK_WASM_SIMD: 'relaxed' } }] : []),
+  ...(built(`flextok_kernels${mt}.wasm`) ? [{ backend: 'wasm', files: wasmPassFiles, env: { FLEXTOK_WASM_THREADS: threads, FLEXTOK_WASM_SIMD: 'simd128' } }] : []),
+]);
 
 const requested = process.env.FLEXTOK_BACKEND ?? '';
 if (!['', 'auto', 'native', 'js'].includes(requested)) {
@@ -75,8 +81,7 @@ function describeInfo(info) {
 const passes = jsOnly
   ? [{ backend: 'js', files: all, note: 'ONLY this backend (FLEXTOK_BACKEND=js was set: no native pass, native addon not required)' }]
   : [{ backend: 'native', files: all }, { backend: 'js', files: jsPassFiles },
-    ...(wasmBuilt ? [{ backend: 'wasm', files: wasmPassFiles, env: { FLEXTOK_WASM_THREADS: '1' } }] : []),
-    ...(wasmThreadsBuilt ? [{ backend: 'wasm', files: wasmPassFiles, env: { FLEXTOK_WASM_THREADS: '2' } }] : [])];
+    ...wasmPasses];
 
 const summary = [];
 let failed = false;

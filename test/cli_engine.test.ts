@@ -52,7 +52,7 @@ describe('flextok says which engine runs', () => {
     const missing = path.join(dir, 'no-such-addon.node');
     const r = await flextok(['--version'], { FLEXTOK_NATIVE_ADDON: missing });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /engine: WebAssembly C\+\+ kernels \(ISA wasm-simd128, 1 thread; the native addon is not built/);
+    assert.match(r.stdout, /engine: WebAssembly C\+\+ kernels \(ISA wasm-relaxed-simd, 1 thread; the native addon is not built/);
     assert.equal(count(r.stderr, /running on the WebAssembly kernels/), 1, r.stderr);
     assert.match(r.stderr, /npm rebuild flextok/);
     assert.match(r.stderr, /FLEXTOK_BACKEND=wasm to choose these kernels on purpose/);

@@ -1,5 +1,5 @@
 // Runs the standalone kernel test on every target (scripts/native-kernel-test.sh: native/test/kernel_test.cc
-// for x86-64, for aarch64 under qemu-user and for wasm32 SIMD128 under Node's WASI), so `npm test` checks the
+// for x86-64, for aarch64 under qemu-user and for wasm32 SIMD128 and relaxed SIMD under Node's WASI), so `npm test` checks the
 // NEON and WebAssembly back ends too. A missing cross toolchain FAILS this test when CI is set (.ci/run
 // installs them); elsewhere it skips with the reason and the apt packages to install.
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
 const script = path.join(root, 'scripts', 'native-kernel-test.sh');
 const inCI = Boolean(process.env.CI);
 
-test('native kernels on x86-64, aarch64 (qemu) and wasm32 SIMD128 (WASI) vs float64 (scripts/native-kernel-test.sh)', (t) => {
+test('native kernels on x86-64, aarch64 (qemu), wasm32 SIMD128 and relaxed SIMD (WASI) vs float64 (scripts/native-kernel-test.sh)', (t) => {
   const t0 = Date.now();
   // Every back end of every target, whatever ISA the Node pass was asked to use: FLEXTOK_ISA (an x86 name,
   // e.g. avx2) would otherwise select which tables the standalone binaries run, and none on aarch64/wasm32.

@@ -1,7 +1,8 @@
-// Tests of the WebAssembly backend (src/tensor/backend_wasm.ts → native/wasm/flextok_kernels.wasm): every
-// kernel against the JS reference kernels on random float32 inputs of odd sizes, on both back ends of the
-// module (SIMD128 and generic), plus float64 delegation, argument checks and memory growth; and the
-// multi-threaded build (flextok_kernels_mt.wasm) in a child process when it is built.
+// Tests of the WebAssembly backend (src/tensor/backend_wasm.ts → native/wasm/flextok_kernels[_relaxed].wasm):
+// every kernel against the JS reference kernels on random float32 inputs of odd sizes, on both back ends of the
+// module (its SIMD one — relaxed SIMD where Node runs it, else SIMD128 — and the generic one), plus float64
+// delegation, argument checks and memory growth; the choice between the relaxed-SIMD and SIMD128 builds; and the
+// multi-threaded build (flextok_kernels_mt[_relaxed].wasm) in a child process when it is built.
 // Skips when the module is not built (npm run build:wasm), unless FLEXTOK_BACKEND=wasm asks for it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -27,16 +28,17 @@ const W = loadWasmKernels() as WasmKernels;
 test('the wasm kernels load', { skip }, () => {
   assert.equal(missing, null, `${missing}`);
   const info = wasmInfo();
-  assert.ok(info && (info.isa === 'wasm-simd128' || info.isa === 'scalar'));
+  assert.ok(info && ['wasm-relaxed-simd', 'wasm-simd128', 'scalar'].includes(info.isa), info?.isa);
 });
 
-/** Runs fn on the SIMD128 back end, then on the generic one; restores SIMD128 (or FLEXTOK_ISA=scalar). */
+/** Runs fn on the module's SIMD back end, then on the generic one; restores the SIMD one (or FLEXTOK_ISA=scalar). */
 function onEachIsa(fn: (isa: string) => void): void {
-  const initial = wasmInfo()?.isa === 'scalar' ? 'scalar' : 'wasm-simd128';
+  const initial = wasmInfo()?.isa === 'scalar' ? 'scalar' : 'simd';
   try {
-    for (const isa of ['wasm-simd128', 'scalar'] as const) {
-      assert.equal(setWasmIsa(isa), isa);
-      fn(isa);
+    for (const isa of ['simd', 'scalar'] as const) {
+      const active = setWasmIsa(isa);
+      assert.equal(active, isa === 'scalar' ? 'scalar' : wasmInfo()!.simd);
+      fn(active);
     }
   } finally {
     setWasmIsa(initial);
@@ -532,7 +534,7 @@ test('FLEXTOK_BACKEND=wasm selects the wasm backend; backendInfo reports it', { 
     assert.equal(backendName(), 'wasm');
     const info = backendInfo();
     assert.equal(info.name, 'wasm');
-    assert.ok(info.isa === 'wasm-simd128' || info.isa === 'scalar');
+    assert.ok(['wasm-relaxed-simd', 'wasm-simd128', 'scalar'].includes(info.isa!), `${info.isa}`);
     assert.ok(info.threads >= 1);
   } finally {
     setBackend(saved);
@@ -619,7 +621,71 @@ test('threaded build (FLEXTOK_WASM_THREADS=3): helpers run tasks, results match 
   console.log(`threaded wasm: ${out.helpers} helpers ran ${out.tasks} tasks; worst relative error vs JS ${worst.toExponential(2)}`);
   assert.equal(out.helpers, 2, 'both helpers started');
   assert.equal(out.info.threads, 3);
-  assert.ok(out.info.file.endsWith('flextok_kernels_mt.wasm'));
+  assert.match(out.info.file, /flextok_kernels_mt(_relaxed)?\.wasm$/);
   assert.ok(out.tasks > 0, 'the helpers ran tasks');
   for (const [name, e] of Object.entries(out.err)) assert.ok(e < 2e-4, `${name}: max relative error ${e}`);
+});
+
+// ---- relaxed SIMD or SIMD128 ----------------------------------------------------------------
+
+const relaxedFile = path.join(repoRoot, 'native', 'wasm', 'flextok_kernels_relaxed.wasm');
+const relaxedSkip = skip || (!existsSync(relaxedFile) && 'relaxed-SIMD wasm kernels not built (npm run build:wasm -- --relaxed)');
+
+/** What a child process with these FLEXTOK_WASM_* settings loads, and its GEMM's worst error against the JS kernels. */
+function loadIn(env: Record<string, string>): { info: { isa: string; simd: string; file: string } | null; reason: string | null; err: number } {
+  const code = `
+    import { loadWasmKernels, wasmInfo, wasmUnavailableReason } from './src/tensor/backend_wasm.js';
+    import { jsKernels as J } from './src/tensor/kernels_js/index.js';
+    const W = loadWasmKernels();
+    let err = -1;
+    if (W) {
+      const m = 67, n = 45, k = 300;
+      const fill = (len, seed) => Float32Array.from({ length: len }, (_, i) => (((i * 2654435761 + seed) >>> 0) % 1000) / 1000 - 0.5);
+      const g = (c) => ({ transA: false, transB: false, m, n, k, alpha: 1, beta: 0, a: fill(m * k, 1), aOffset: 0, lda: k, strideA: 0,
+        b: fill(k * n, 2), bOffset: 0, ldb: n, strideB: 0, c, cOffset: 0, ldc: n, strideC: 0, batch: 1 });
+      const cw = new Float32Array(m * n), cj = new Float32Array(m * n);
+      W.gemm(g(cw)); J.gemm(g(cj));
+      err = 0; for (let i = 0; i < cw.length; i++) err = Math.max(err, Math.abs(cw[i] - cj[i]) / (1 + Math.abs(cj[i])));
+    }
+    console.log(JSON.stringify({ info: wasmInfo(), reason: wasmUnavailableReason(), err }));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: repoRoot, encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, FLEXTOK_BACKEND: 'wasm', FLEXTOK_WASM_THREADS: '', FLEXTOK_WASM_MODULE: '', FLEXTOK_WASM_SIMD: '', ...env },
+  });
+  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}');
+}
+
+test('the relaxed-SIMD build loads by default (Node 20: after turning on V8\'s flag); FLEXTOK_WASM_SIMD=simd128 loads the SIMD128 one; both compute the same GEMM', { skip: relaxedSkip }, () => {
+  const auto = loadIn({});
+  assert.equal(auto.reason, null);
+  assert.equal(auto.info?.simd, 'wasm-relaxed-simd');
+  assert.match(auto.info!.file, /flextok_kernels_relaxed\.wasm$/);
+  const base = loadIn({ FLEXTOK_WASM_SIMD: 'simd128' });
+  assert.equal(base.info?.simd, 'wasm-simd128');
+  assert.match(base.info!.file, /flextok_kernels\.wasm$/);
+  const forced = loadIn({ FLEXTOK_WASM_SIMD: 'relaxed', FLEXTOK_ISA: 'scalar' });
+  assert.equal(forced.info?.isa, 'scalar');
+  assert.equal(forced.info?.simd, 'wasm-relaxed-simd');
+  for (const r of [auto, base, forced]) assert.ok(r.err >= 0 && r.err < 1e-5, `GEMM error ${r.err}`);
+});
+
+test('FLEXTOK_WASM_SIMD with an unknown value: the wasm kernels do not load and the reason names the choices', { skip: relaxedSkip }, () => {
+  const r = loadIn({ FLEXTOK_WASM_SIMD: 'avx' });
+  assert.equal(r.info, null);
+  assert.match(r.reason ?? '', /FLEXTOK_WASM_SIMD=avx is not a choice: use relaxed .*simd128 or auto/);
+});
+
+test('the relaxed-SIMD module fails to validate without relaxed SIMD: the SIMD128 fallback is needed', { skip: relaxedSkip }, () => {
+  // a fresh Node 20 process has no relaxed SIMD until the backend turns the flag on (Node 22+ has it by default)
+  const code = `
+    import { readFileSync } from 'node:fs';
+    import { relaxedSimdSupported } from './src/tensor/kernels_wasm/module.js';
+    console.log(JSON.stringify({ probe: relaxedSimdSupported(), module: WebAssembly.validate(readFileSync(${JSON.stringify(relaxedFile)})),
+      base: WebAssembly.validate(readFileSync(${JSON.stringify(stFile)})) }));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { probe: boolean; module: boolean; base: boolean };
+  assert.equal(out.base, true);
+  assert.equal(out.module, out.probe, 'the probe predicts whether the relaxed module validates');
 });

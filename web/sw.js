@@ -2,8 +2,9 @@
 // in a cache so that the page works offline after one visit (the model weights themselves are cached by the
 // engine worker, src/browser/model_cache.ts, in the 'flextok-models-v1' cache). Same-origin GET requests go to the
 // network first and fall back to the cache; the computations of the API (POST) are never cached.
-const SHELL_CACHE = 'flextok-shell-v1';
-const SHELL = ['./', 'index.html', 'app.js', 'engine.js', 'flextok_kernels.wasm', 'flextok_kernels_mt.wasm', '/api/models', '/api/examples'];
+const SHELL_CACHE = 'flextok-shell-v2';
+const SHELL = ['./', 'index.html', 'app.js', 'engine.js', 'flextok_kernels.wasm', 'flextok_kernels_mt.wasm', 'flextok_kernels_relaxed.wasm',
+  'flextok_kernels_mt_relaxed.wasm', '/api/models', '/api/examples'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
@@ -18,7 +19,11 @@ self.addEventListener('install', (event) => {
 });
 
 self.addEventListener('activate', (event) => {
-  event.waitUntil(self.clients.claim());
+  event.waitUntil((async () => {
+    // an older version's shell (its file list differed) goes
+    for (const name of await caches.keys()) if (name.startsWith('flextok-shell-') && name !== SHELL_CACHE) await caches.delete(name);
+    await self.clients.claim();
+  })());
 });
 
 self.addEventListener('fetch', (event) => {

@@ -574,17 +574,28 @@ FT_AVX2 void ukr_avx2_f32(int64_t kc, const float* __restrict A, const float* __
 #endif
 
 #if defined(__wasm_simd128__)
-/** WebAssembly SIMD128 2x16 microkernel (2 rows x 4 vectors of 4 floats). SIMD128 has no fused multiply-add: each
- * step is an f32x4.mul and an f32x4.add, so the kernel is bound by instruction count (on x64, V8's code for one k
- * step is ~28 instructions for 64 flops) and by registers: V8 allocates 15 xmm registers, which must hold the
- * 8 accumulators, the 4 vectors of B, the broadcast of A (one v128.load32_splat) and a product. 2x16, 3x12 and
- * 5x8 tiles fit and ran within 3% of each other (on Zen 5, Node 20); 2x16 divides the usual widths. Two things
- * keep V8's loop tight:
+/** WebAssembly SIMD128 2x16 microkernel (2 rows x 4 vectors of 4 floats). Base SIMD128 has no fused multiply-add:
+ * each step is an f32x4.mul and an f32x4.add, so that build is bound by instruction count (on x64, V8's code for
+ * one k step is ~28 instructions for 64 flops; ~72 % of the 128-bit FMA peak on Zen 3). The relaxed-SIMD build
+ * (-mrelaxed-simd) uses f32x4.relaxed_madd, one vfmadd on x64 with FMA3: ~90 % of that peak, 1.24x the base
+ * build on Zen 3 (Node 20). Registers: V8 allocates 15 xmm registers, which must hold the 8 accumulators, the 4
+ * vectors of B, the broadcast of A (one v128.load32_splat) and, without FMA, a product. 2x16, 3x12 and 5x8 tiles
+ * fit and ran within 3% of each other (on Zen 5, Node 20; with relaxed_madd 2x16, 3x12, 4x12, 5x8 and 6x8 within
+ * 4 % on Zen 3); 2x16 divides the usual widths. Two things keep V8's loop tight:
  * - the loop is not unrolled: V8 schedules the loads of an unrolled body ahead of its arithmetic, which then
  *   needs more than 15 registers and spills accumulators (a 4x8 tile unrolled by 4 ran ~25% slower);
  * - A and B pass through an empty asm statement each step, which hides them from loop strength reduction:
  *   otherwise LLVM rewrites the addresses as i32.add of pointers it cannot prove non-wrapping, and every load
  *   pays an add instead of a constant offset in its memarg. */
+/** a·b + c: one f32x4.relaxed_madd in the relaxed-SIMD build (fused where the CPU has FMA, as V8 compiles it on
+ * x64 with FMA3 and on arm64), else an f32x4.mul and an f32x4.add. */
+static inline v128_t wasm_madd(v128_t a, v128_t b, v128_t c) {
+#if defined(__wasm_relaxed_simd__)
+  return (v128_t)__builtin_wasm_relaxed_madd_f32x4((__f32x4)a, (__f32x4)b, (__f32x4)c);
+#else
+  return wasm_f32x4_add(wasm_f32x4_mul(a, b), c);
+#endif
+}
 constexpr int kWasmMR = 2, kWasmNV = 4, kWasmNR = 4 * kWasmNV;
 template <int MR>
 void ukr_wasm_f32(int64_t kc, const float* __restrict A, const float* __restrict B, float* C, int64_t ldc, int nr,
@@ -603,7 +614,7 @@ void ukr_wasm_f32(int64_t kc, const float* __restrict A, const float* __restrict
     for (int r = 0; r < MR; r++) {
       const v128_t a = wasm_v128_load32_splat(A + r);
 #pragma unroll
-      for (int v = 0; v < kWasmNV; v++) acc[r][v] = wasm_f32x4_add(acc[r][v], wasm_f32x4_mul(a, b[v]));
+      for (int v = 0; v < kWasmNV; v++) acc[r][v] = wasm_madd(a, b[v], acc[r][v]);
     }
   }
   const v128_t va = wasm_f32x4_splat(alpha), vb = wasm_f32x4_splat(beta);

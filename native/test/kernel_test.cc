@@ -1206,7 +1206,11 @@ std::vector<Backend> backends() {
   b.push_back({"avx2", ft::kernels_avx2(), ft::Isa::Avx2, 8, !ft::kernels_avx2() ? none : avx2 ? nullptr : "the CPU lacks AVX2/FMA"});
 #endif
   b.push_back({"neon", ft::kernels_neon(), ft::Isa::Neon, 4, ft::kernels_neon() ? nullptr : none});
+#if defined(__wasm_relaxed_simd__)
+  b.push_back({"wasm-relaxed-simd", ft::kernels_wasm(), ft::Isa::Wasm, 4, ft::kernels_wasm() ? nullptr : none});
+#else
   b.push_back({"wasm-simd128", ft::kernels_wasm(), ft::Isa::Wasm, 4, ft::kernels_wasm() ? nullptr : none});
+#endif
   b.push_back({"scalar", ft::kernels_generic(), ft::Isa::Scalar, 4, ft::kernels_generic() ? nullptr : none});
   return b;
 }
@@ -1218,7 +1222,7 @@ bool in_list(const std::string& list, const char* name) {
     if (e == std::string::npos) e = list.size();
     const std::string item = list.substr(pos, e - pos);
     if (item == name || (item == "generic" && std::strcmp(name, "scalar") == 0) ||
-        (item == "wasm" && std::strcmp(name, "wasm-simd128") == 0))
+        (item == "wasm" && std::strncmp(name, "wasm-", 5) == 0))
       return true;
     pos = e + 1;
   }

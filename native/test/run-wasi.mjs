@@ -1,7 +1,11 @@
 // Runs a wasm32-wasi command module under Node's WASI (Node >= 20): node run-wasi.mjs module.wasm [args...].
 // Exits with the module's exit code. FLEXTOK_ISA is passed through to the module's environment.
 import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
 import { WASI } from 'node:wasi';
+
+// relaxed-SIMD builds (scripts/native-kernel-test.sh wasm32-relaxed) validate on Node 20 only behind this flag
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 const [file, ...args] = process.argv.slice(2);
 if (!file) {

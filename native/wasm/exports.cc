@@ -55,6 +55,14 @@ FT_EXPORT(ft_set_isa) int32_t ft_set_isa(int32_t scalar) {
   ft::set_isa(scalar ? ft::Isa::Scalar : ft::Isa::Wasm, false);
   return ft_isa();
 }
+/** 1 in the relaxed-SIMD build (f32x4.relaxed_madd in the GEMM and the row kernels), 0 in the SIMD128 one. */
+FT_EXPORT(ft_relaxed_simd) int32_t ft_relaxed_simd() {
+#if defined(__wasm_relaxed_simd__)
+  return 1;
+#else
+  return 0;
+#endif
+}
 FT_EXPORT(ft_threads) int32_t ft_threads() { return ft::num_threads(); }
 /** Threads the kernels may use (clamped to the helpers running plus the caller); returns the new count. */
 FT_EXPORT(ft_set_threads) int32_t ft_set_threads(int32_t n) {

@@ -1,6 +1,7 @@
 // The web page's engine (bundled into web/engine.js, run as a dedicated Web Worker): it instantiates the wasm
 // kernels — the threaded build on a shared memory with helper workers when the page is cross-origin isolated, else
-// the single-threaded one — loads models from their bytes, and answers the page's requests (protocol.ts) so that
+// the single-threaded one; of each, the relaxed-SIMD build (fused multiply-add) where the browser runs it, else
+// SIMD128 — loads models from their bytes, and answers the page's requests (protocol.ts) so that
 // tokenizing, decoding and generating never block the page. The threaded kernels wait with Atomics.wait, which a
 // worker may do and a page's main thread may not: another reason the engine lives here.
 import { Generator } from '../ar/generator.js';
@@ -9,7 +10,7 @@ import { clampToDisplayRange, psnrPerImage } from '../eval/metrics.js';
 import { FlexTok } from '../flextok/model.js';
 import { setKernels } from '../tensor/backend_core.js';
 import { createWasmKernels } from '../tensor/kernels_wasm/kernels.js';
-import { instantiateKernels, type KernelExports } from '../tensor/kernels_wasm/module.js';
+import { instantiateKernels, kernelModuleFile, relaxedSimdSupported, type KernelExports } from '../tensor/kernels_wasm/module.js';
 import { instantiateThreadedSync, type WorkerData } from '../tensor/kernels_wasm/threads.js';
 import { slice } from '../tensor/ops.js';
 import { noGrad, type Tensor } from '../tensor/tensor.js';
@@ -49,15 +50,16 @@ async function init(threads: number): Promise<InitResult> {
   let exports: KernelExports;
   let backend: InitResult['backend'] = 'wasm-single';
   let used = 1;
+  const relaxed = relaxedSimdSupported();
   if (threads > 1 && typeof SharedArrayBuffer !== 'undefined') {
-    exports = instantiateThreadedSync(await fetchWasm('flextok_kernels_mt.wasm'), threads, spawnHelper);
+    exports = instantiateThreadedSync(await fetchWasm(kernelModuleFile({ threaded: true, relaxed })), threads, spawnHelper);
     backend = 'wasm-threads';
     used = threads;
   } else {
-    exports = await instantiateKernels(await fetchWasm('flextok_kernels.wasm'));
+    exports = await instantiateKernels(await fetchWasm(kernelModuleFile({ threaded: false, relaxed })));
   }
   setKernels(createWasmKernels(exports));
-  initialised = { backend, threads: used };
+  initialised = { backend, threads: used, simd: exports.ft_relaxed_simd() ? 'relaxed' : 'simd128' };
   return initialised;
 }
 

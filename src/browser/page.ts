@@ -84,7 +84,8 @@ class WorkerEngine implements Engine {
     const engine = new WorkerEngine(new Worker('engine.js'));
     const info = (await engine.call({ type: 'init', threads })) as InitResult;
     engine.kind = info.backend;
-    engine.label = info.backend === 'wasm-threads' ? `WASM threads (${info.threads})` : 'WASM single thread';
+    const simd = info.simd === 'relaxed' ? 'relaxed SIMD' : 'SIMD128';
+    engine.label = info.backend === 'wasm-threads' ? `WASM threads (${info.threads}, ${simd})` : `WASM single thread (${simd})`;
     return engine;
   }
 

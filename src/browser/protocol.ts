@@ -78,4 +78,6 @@ export type EngineMessage =
 export interface InitResult {
   backend: 'wasm-threads' | 'wasm-single';
   threads: number;
+  /** the kernels' SIMD: relaxed SIMD (fused multiply-add) where the browser runs it, else SIMD128 */
+  simd: 'relaxed' | 'simd128';
 }

@@ -95,7 +95,7 @@ export interface BackendInfo {
   name: BackendName;
   /** instruction set the native or wasm kernels run with (FLEXTOK_ISA caps it); null on the JS backend */
   isa: string | null;
-  /** best instruction set of this CPU (wasm: 'wasm-simd128'); null on the JS backend */
+  /** best instruction set of this CPU (wasm: the module's, 'wasm-relaxed-simd' or 'wasm-simd128'); null on the JS backend */
   cpuIsa: string | null;
   /** native thread-pool size (FLEXTOK_THREADS sets it); the JS kernels run on 1 thread, the wasm ones on 1 unless
    * FLEXTOK_WASM_THREADS loads their threaded build */
@@ -119,7 +119,7 @@ export function backendInfo(): BackendInfo {
   const name = backendName();
   if (name === 'wasm') {
     const w = wasmInfo();
-    return { name, isa: w?.isa ?? null, cpuIsa: w ? 'wasm-simd128' : null, threads: w?.threads ?? 1 };
+    return { name, isa: w?.isa ?? null, cpuIsa: w?.simd ?? null, threads: w?.threads ?? 1 };
   }
   const addon = name === 'native' ? nativeAddon() : null;
   const isa = addon?.isa() ?? null;

@@ -1,4 +1,5 @@
-// The WebAssembly SIMD128 back end (wasm32, -msimd128): every kernel of kernels/all.inc over v128_t.
+// The WebAssembly SIMD128 back end (wasm32, -msimd128; with -mrelaxed-simd, vfma is f32x4.relaxed_madd): every
+// kernel of kernels/all.inc over v128_t.
 #include "../common.h"
 #include "../kernels/table.h"
 
@@ -13,7 +14,11 @@
 namespace ft {
 namespace wasm {
 #define FT_FN static inline
+#if defined(__wasm_relaxed_simd__)
+#define FT_TABLE_NAME "wasm-relaxed-simd"
+#else
 #define FT_TABLE_NAME "wasm-simd128"
+#endif
 #include "../simd/vec_wasm.h"
 #include "../kernels/all.inc"
 #undef FT_FN

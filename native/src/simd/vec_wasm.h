@@ -1,7 +1,8 @@
 // WebAssembly SIMD128 back end of the SIMD vocabulary (see README.md): 4 float lanes in a v128_t, masks
 // as all-ones/zero i32 lanes. Built with clang --target=wasm32 -msimd128; FT_FN is plain `static inline`.
 // WebAssembly SIMD has no fused multiply-add in its base set. vfma is a multiply then an add (polynomials and
-// sums do not need it fused); vfms and vfnma are fused in effect: the kernels use them as exact error terms
+// sums do not need it fused), or in the relaxed-SIMD build (-mrelaxed-simd) f32x4.relaxed_madd, which the engine
+// may fuse or not (V8 fuses it on CPUs with FMA); vfms and vfnma are fused in effect in both builds: the kernels use them as exact error terms
 // (vfms(a, a, a*a) in erfc, x/sqrt2 in double-float, 1 - y*y in tanh'), so they go through f64, where an
 // f32 x f32 product is exact (one f64 rounding of the sum, then one to f32). Checked by native/test/kernel_test.cc.
 #pragma once
@@ -39,7 +40,11 @@ FT_FN V operator+(V a, V b) { return V{wasm_f32x4_add(a.v, b.v)}; }
 FT_FN V operator-(V a, V b) { return V{wasm_f32x4_sub(a.v, b.v)}; }
 FT_FN V operator*(V a, V b) { return V{wasm_f32x4_mul(a.v, b.v)}; }
 FT_FN V operator/(V a, V b) { return V{wasm_f32x4_div(a.v, b.v)}; }
+#if defined(__wasm_relaxed_simd__)
+FT_FN V vfma(V a, V b, V c) { return V{(v128_t)__builtin_wasm_relaxed_madd_f32x4((__f32x4)a.v, (__f32x4)b.v, (__f32x4)c.v)}; }
+#else
 FT_FN V vfma(V a, V b, V c) { return V{wasm_f32x4_add(wasm_f32x4_mul(a.v, b.v), c.v)}; }
+#endif
 /** NEG ? c - a·b : a·b - c, the product exact (in f64) */
 template <bool NEG>
 FT_FN V fused_sub_f64(V a, V b, V c) {

@@ -9,6 +9,8 @@ export interface KernelExports {
   ft_free(ptr: number): void;
   ft_isa(): number;
   ft_set_isa(scalar: number): number;
+  /** 1 for the relaxed-SIMD build (*_relaxed.wasm), 0 for the SIMD128 one */
+  ft_relaxed_simd(): number;
   ft_threads(): number;
   ft_set_threads(n: number): number;
   ft_gemm(bf16: number, transA: number, transB: number, m: number, n: number, k: number, alpha: number, beta: number,
@@ -51,13 +53,38 @@ export interface KernelExports {
 }
 
 const FUNCTIONS: ReadonlyArray<Exclude<keyof KernelExports, 'memory'>> = [
-  '_initialize', 'ft_alloc', 'ft_free', 'ft_isa', 'ft_set_isa', 'ft_threads', 'ft_set_threads', 'ft_gemm',
+  '_initialize', 'ft_alloc', 'ft_free', 'ft_isa', 'ft_set_isa', 'ft_relaxed_simd', 'ft_threads', 'ft_set_threads', 'ft_gemm',
   'ft_attention_forward', 'ft_attention_backward', 'ft_unary', 'ft_unary_backward', 'ft_binary', 'ft_sum', 'ft_max',
   'ft_softmax_forward', 'ft_softmax_backward', 'ft_log_softmax_forward', 'ft_log_softmax_backward',
   'ft_segment_fma_forward', 'ft_segment_fma_backward', 'ft_layer_norm_forward', 'ft_layer_norm_backward',
   'ft_rms_norm_forward', 'ft_rms_norm_backward', 'ft_group_norm_forward', 'ft_group_norm_backward', 'ft_im2col',
   'ft_col2im', 'ft_permute', 'ft_adamw',
 ];
+
+/** The smallest module that uses f32x4.relaxed_madd (opcode 0xfd 0x105): `(func (param v128 v128 v128) (result
+ * v128) local.get 0 local.get 1 local.get 2 f32x4.relaxed_madd)`. */
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128 v128 v128) -> v128
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02, 0x0b, // its body
+]);
+
+/** Whether this engine runs WebAssembly relaxed SIMD (Chrome 114+, Node 22+, Node 20 with
+ * --experimental-wasm-relaxed-simd), so the *_relaxed.wasm kernels load. */
+export function relaxedSimdSupported(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/** The file name of a kernels build: flextok_kernels[_mt][_relaxed].wasm (threaded: on a shared memory with
+ * helper threads; relaxed: fused multiply-add through relaxed SIMD, ~1.25x the GEMM speed where it loads). */
+export function kernelModuleFile(build: { threaded: boolean; relaxed: boolean }): string {
+  return `flextok_kernels${build.threaded ? '_mt' : ''}${build.relaxed ? '_relaxed' : ''}.wasm`;
+}
 
 /** Raised by the stub of proc_exit (libc's abort/exit, e.g. operator new out of memory). */
 export class WasmExit extends Error {
