@@ -86,7 +86,10 @@ function load(): Loaded | null {
   }
   const file = files.find((f) => existsSync(f));
   if (file === undefined) {
-    loadError = `${files[0]} is missing; run \`npm run build:wasm${threads > 1 ? ' -- --threads' : ''}\` (needs clang-16, lld-16 and wasi-libc)`;
+    // name the last candidate (the SIMD128 build unless relaxed was asked for), which every engine runs
+    const last = files[Math.max(0, files.length - 2)]!;
+    const flags = [threads > 1 ? '--threads' : '', last.endsWith('_relaxed.wasm') ? '--relaxed' : ''].filter(Boolean).join(' ');
+    loadError = `${last} is missing; run \`npm run build:wasm${flags ? ` -- ${flags}` : ''}\` (needs clang-16, lld-16 and wasi-libc)`;
     return null;
   }
   try {
