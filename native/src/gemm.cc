@@ -574,6 +574,16 @@ FT_AVX2 void ukr_avx2_f32(int64_t kc, const float* __restrict A, const float* __
 #endif
 
 #if defined(__wasm_simd128__)
+/** a·b + c: one f32x4.relaxed_madd in the relaxed-SIMD build (fused where the CPU has FMA, as V8 compiles it on
+ * x64 with FMA3 and on arm64), else an f32x4.mul and an f32x4.add. */
+static inline v128_t wasm_madd(v128_t a, v128_t b, v128_t c) {
+#if defined(__wasm_relaxed_simd__)
+  return (v128_t)__builtin_wasm_relaxed_madd_f32x4((__f32x4)a, (__f32x4)b, (__f32x4)c);
+#else
+  return wasm_f32x4_add(wasm_f32x4_mul(a, b), c);
+#endif
+}
+
 /** WebAssembly SIMD128 2x16 microkernel (2 rows x 4 vectors of 4 floats). Base SIMD128 has no fused multiply-add:
  * each step is an f32x4.mul and an f32x4.add, so that build is bound by instruction count (on x64, V8's code for
  * one k step is ~28 instructions for 64 flops; ~72 % of the 128-bit FMA peak on Zen 3). The relaxed-SIMD build
@@ -587,15 +597,6 @@ FT_AVX2 void ukr_avx2_f32(int64_t kc, const float* __restrict A, const float* __
  * - A and B pass through an empty asm statement each step, which hides them from loop strength reduction:
  *   otherwise LLVM rewrites the addresses as i32.add of pointers it cannot prove non-wrapping, and every load
  *   pays an add instead of a constant offset in its memarg. */
-/** a·b + c: one f32x4.relaxed_madd in the relaxed-SIMD build (fused where the CPU has FMA, as V8 compiles it on
- * x64 with FMA3 and on arm64), else an f32x4.mul and an f32x4.add. */
-static inline v128_t wasm_madd(v128_t a, v128_t b, v128_t c) {
-#if defined(__wasm_relaxed_simd__)
-  return (v128_t)__builtin_wasm_relaxed_madd_f32x4((__f32x4)a, (__f32x4)b, (__f32x4)c);
-#else
-  return wasm_f32x4_add(wasm_f32x4_mul(a, b), c);
-#endif
-}
 constexpr int kWasmMR = 2, kWasmNV = 4, kWasmNR = 4 * kWasmNV;
 template <int MR>
 void ukr_wasm_f32(int64_t kc, const float* __restrict A, const float* __restrict B, float* C, int64_t ldc, int nr,

@@ -2,9 +2,10 @@
 // as all-ones/zero i32 lanes. Built with clang --target=wasm32 -msimd128; FT_FN is plain `static inline`.
 // WebAssembly SIMD has no fused multiply-add in its base set. vfma is a multiply then an add (polynomials and
 // sums do not need it fused), or in the relaxed-SIMD build (-mrelaxed-simd) f32x4.relaxed_madd, which the engine
-// may fuse or not (V8 fuses it on CPUs with FMA); vfms and vfnma are fused in effect in both builds: the kernels use them as exact error terms
-// (vfms(a, a, a*a) in erfc, x/sqrt2 in double-float, 1 - y*y in tanh'), so they go through f64, where an
-// f32 x f32 product is exact (one f64 rounding of the sum, then one to f32). Checked by native/test/kernel_test.cc.
+// may fuse or not (V8 fuses it on CPUs with FMA); vfms and vfnma are fused in effect in both builds: the kernels
+// use them as exact error terms (vfms(a, a, a*a) in erfc, x/sqrt2 in double-float, 1 - y*y in tanh'), so they
+// go through f64, where an f32 x f32 product is exact (one f64 rounding of the sum, then one to f32). Checked by
+// native/test/kernel_test.cc.
 #pragma once
 
 #include <wasm_simd128.h>
